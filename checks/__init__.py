@@ -1,0 +1,1 @@
+"""preflight checks: readiness of data, models and the GPU for the research codebase."""

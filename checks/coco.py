@@ -1,0 +1,48 @@
+"""COCO val2017: the folder (usually a symlink into the kagglehub cache) and its 5,000 images."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from checks.findings import Finding
+from checks.registry import CocoFacts
+from checks.scan import FileEntry, is_harmless, scan_tree
+
+
+@dataclass
+class CocoTree:
+    root: Path
+    files: list[FileEntry]
+    facts: CocoFacts
+
+    def name_pattern(self) -> re.Pattern:
+        return re.compile(rf"\d{{{self.facts.digits}}}\.jpg")
+
+    @property
+    def images(self) -> list[FileEntry]:
+        pattern = self.name_pattern()
+        return [f for f in self.files if "/" not in f.rel and pattern.fullmatch(f.name)]
+
+
+def scan_coco(root: Path, facts: CocoFacts) -> CocoTree:
+    files, _ = scan_tree(root)
+    return CocoTree(root, [f for f in files if not is_harmless(f.name)], facts)
+
+
+def check_count(tree: CocoTree, fix: str) -> list[Finding]:
+    n = len(tree.images)
+    if n == tree.facts.n_images:
+        return []
+    return [Finding(f"{n:,} images named %0{tree.facts.digits}d.jpg, expected {tree.facts.n_images:,}",
+                    where=str(tree.root), fix=fix)]
+
+
+def check_names(tree: CocoTree, fix: str) -> list[Finding]:
+    good = {f.rel for f in tree.images}
+    stray = [f.rel for f in tree.files if f.rel not in good]
+    if not stray:
+        return []
+    return [Finding(f"files not named %0{tree.facts.digits}d.jpg directly in the folder", stray,
+                    total=len(tree.files), where=str(tree.root), fix=fix)]

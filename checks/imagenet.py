@@ -1,0 +1,443 @@
+"""ImageNet val tree and ImageNet metadata: load, then one small function per property.
+
+Every ``check_*`` function returns a list of ``Finding`` (empty = fine) and never raises on bad
+data, so the pytest layer, the CLI and the benchmarks all use the same logic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+
+from checks.findings import Finding
+from checks.registry import (
+    IMAGENET_META_FILES,
+    IMAGENET_VAL_BLURRED,
+    WNID_TO_LABEL_FILENAME,
+    ImageNetMetaFacts,
+    ImageNetValFacts,
+)
+from checks.scan import FileEntry, has_jpeg_signature, is_harmless, is_image_name, scan_tree
+
+WNID = re.compile(r"n\d{8}")
+VAL_NAME = re.compile(r"ILSVRC2012_val_(\d{8})\.(JPEG|jpg)")
+
+CLASS_INDEX = IMAGENET_META_FILES["class_index"].filename
+SIMPLE_LABELS = IMAGENET_META_FILES["simple_labels"].filename
+VAL_SYNSETS = IMAGENET_META_FILES["val_synsets"].filename
+META_FILENAMES = (CLASS_INDEX, SIMPLE_LABELS, VAL_SYNSETS, WNID_TO_LABEL_FILENAME)
+
+
+def val_name(image_id: int, extension: str = ".JPEG") -> str:
+    return f"ILSVRC2012_val_{image_id:08d}{extension}"
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+@dataclass
+class Meta:
+    """The four metadata files, parsed as far as they parse."""
+
+    folder: Path
+    class_index: dict | None = None
+    simple_labels: list | None = None
+    synsets: list[str] | None = None
+    wnid_to_label: dict | None = None
+    missing: list[str] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)  # file name -> why
+
+    @property
+    def class_index_wnids(self) -> list[str] | None:
+        if not isinstance(self.class_index, dict):
+            return None
+        try:
+            return [self.class_index[str(i)][0] for i in range(len(self.class_index))]
+        except (KeyError, IndexError, TypeError):
+            return None
+
+
+def load_meta(folder: Path) -> Meta:
+    meta = Meta(folder)
+    for name in META_FILENAMES:
+        path = folder / name
+        if not path.is_file():
+            meta.missing.append(name)
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+            if name == VAL_SYNSETS:
+                value = text.splitlines()
+            else:
+                value = json.loads(text)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            meta.unreadable[name] = f"{type(e).__name__}: {e}"
+            continue
+        attr = {CLASS_INDEX: "class_index", SIMPLE_LABELS: "simple_labels",
+                VAL_SYNSETS: "synsets", WNID_TO_LABEL_FILENAME: "wnid_to_label"}[name]
+        setattr(meta, attr, value)
+    return meta
+
+
+def check_meta_files_present(meta: Meta, fix: str) -> list[Finding]:
+    out = []
+    if meta.missing:
+        out.append(Finding("metadata files missing", meta.missing, total=len(META_FILENAMES),
+                           where=str(meta.folder), fix=fix))
+    if meta.unreadable:
+        out.append(Finding("metadata files do not parse",
+                           [f"{k} ({v})" for k, v in meta.unreadable.items()],
+                           where=str(meta.folder), fix=f"delete them and run {fix}"))
+    return out
+
+
+def check_class_index_shape(meta: Meta, facts: ImageNetMetaFacts, fix: str) -> list[Finding]:
+    ci = meta.class_index
+    where = str(meta.folder / CLASS_INDEX)
+    if ci is None:
+        return []
+    if not isinstance(ci, dict):
+        return [Finding(f"class index is a {type(ci).__name__}, expected an object "
+                        '{"0": ["n01440764", "tench"], …}', where=where, fix=fix)]
+    expected_keys = {str(i) for i in range(facts.n_classes)}
+    out = []
+    if set(ci) != expected_keys:
+        wrong = sorted(set(ci) ^ expected_keys, key=lambda k: (len(k), k))
+        out.append(Finding(f'class index keys are not "0".."{facts.n_classes - 1}" '
+                           f"({len(ci):,} keys)", wrong, where=where, fix=fix))
+    bad_values = [f"{k}: {v!r}" for k, v in ci.items()
+                  if not (isinstance(v, list) and len(v) == 2 and isinstance(v[0], str)
+                          and WNID.fullmatch(v[0]) and isinstance(v[1], str))]
+    if bad_values:
+        out.append(Finding('class index values are not ["<wnid>", "<label>"]', bad_values,
+                           total=len(ci), where=where, fix=fix))
+    return out
+
+
+def check_class_index_sorted(meta: Meta, fix: str) -> list[Finding]:
+    wnids = meta.class_index_wnids
+    if wnids is None:
+        return []
+    out_of_order = [f"{i}: {w}" for i, (w, s) in enumerate(zip(wnids, sorted(wnids))) if w != s]
+    if not out_of_order:
+        return []
+    return [Finding("class index is not in sorted-wnid order (= torchvision ImageFolder class order); "
+                    "class ids would not match the folder order", out_of_order, total=len(wnids),
+                    where=str(meta.folder / CLASS_INDEX), fix=fix)]
+
+
+def check_class_index_labels(meta: Meta, facts: ImageNetMetaFacts, fix: str) -> list[Finding]:
+    if not isinstance(meta.class_index, dict) or meta.class_index_wnids is None:
+        return []
+    counts = Counter(v[1] for v in meta.class_index.values())
+    dupes = sorted(label for label, n in counts.items() if n > 1 and label not in facts.known_duplicate_labels)
+    out = []
+    if dupes:
+        out.append(Finding("class index has duplicate labels beyond the known 'crane' and 'maillot'",
+                           dupes, where=str(meta.folder / CLASS_INDEX), fix=fix))
+    wnid_dupes = sorted(w for w, n in Counter(meta.class_index_wnids).items() if n > 1)
+    if wnid_dupes:
+        out.append(Finding("class index lists a wnid more than once", wnid_dupes,
+                           where=str(meta.folder / CLASS_INDEX), fix=fix))
+    return out
+
+
+def check_simple_labels(meta: Meta, facts: ImageNetMetaFacts, fix: str) -> list[Finding]:
+    labels = meta.simple_labels
+    where = str(meta.folder / SIMPLE_LABELS)
+    if labels is None:
+        return []
+    if not isinstance(labels, list) or not all(isinstance(x, str) and x for x in labels):
+        return [Finding("simple labels are not a list of non-empty strings", where=where, fix=fix)]
+    out = []
+    if len(labels) != facts.n_classes:
+        out.append(Finding(f"simple labels has {len(labels):,} entries, expected {facts.n_classes:,}",
+                           where=where, fix=fix))
+    dupes = sorted(label for label, n in Counter(labels).items() if n > 1)
+    if dupes:
+        out.append(Finding("simple labels are not unique (zero-shot prompts would collide)", dupes,
+                           total=len(labels), where=where, fix=fix))
+    return out
+
+
+def check_synsets(meta: Meta, facts: ImageNetMetaFacts, fix: str) -> list[Finding]:
+    lines = meta.synsets
+    where = str(meta.folder / VAL_SYNSETS)
+    if lines is None:
+        return []
+    out = []
+    if len(lines) != facts.n_val_images:
+        out.append(Finding(f"synsets file has {len(lines):,} lines, expected {facts.n_val_images:,} "
+                           "(line i = wnid of val image i)", where=where, fix=fix))
+    bad = [f"line {i}: {w!r}" for i, w in enumerate(lines, 1) if not WNID.fullmatch(w)]
+    if bad:
+        out.append(Finding("synsets file has lines that are not wnids", bad, total=len(lines),
+                           where=where, fix=fix))
+    counts = Counter(w for w in lines if WNID.fullmatch(w))
+    off = sorted(f"{w}: {n}" for w, n in counts.items() if n != facts.per_class)
+    if off:
+        out.append(Finding(f"synsets file does not list {facts.per_class} images per wnid", off,
+                           total=len(counts), where=where, fix=fix))
+    return out
+
+
+def check_same_wnids(meta: Meta, facts: ImageNetMetaFacts, fix: str) -> list[Finding]:
+    """Class index, wnid_to_label and synsets name the same wnids; simple labels has one per class."""
+    reference = meta.class_index_wnids
+    if reference is None:
+        return []
+    ref = set(reference)
+    others = {}
+    if isinstance(meta.wnid_to_label, dict):
+        others[WNID_TO_LABEL_FILENAME] = set(meta.wnid_to_label)
+    if meta.synsets is not None:
+        others[VAL_SYNSETS] = set(meta.synsets)
+    out = []
+    for name, wnids in others.items():
+        if wnids != ref:
+            diff = [f"{w} only in {CLASS_INDEX}" for w in sorted(ref - wnids)]
+            diff += [f"{w} only in {name}" for w in sorted(wnids - ref)]
+            out.append(Finding(f"{name} and {CLASS_INDEX} disagree on the wnids", diff,
+                               where=str(meta.folder), fix=fix))
+    if isinstance(meta.simple_labels, list) and len(meta.simple_labels) != len(reference):
+        out.append(Finding(f"{SIMPLE_LABELS} has {len(meta.simple_labels):,} labels for "
+                           f"{len(reference):,} classes in {CLASS_INDEX}", where=str(meta.folder), fix=fix))
+    return out
+
+
+def check_wnid_to_label(meta: Meta, fix: str) -> list[Finding]:
+    if not isinstance(meta.wnid_to_label, dict) or meta.class_index_wnids is None:
+        return []
+    expected = {w: label for w, label in meta.class_index.values()}
+    wrong = [f"{w}: {meta.wnid_to_label[w]!r} (class index: {label!r})"
+             for w, label in expected.items() if w in meta.wnid_to_label and meta.wnid_to_label[w] != label]
+    if not wrong:
+        return []
+    return [Finding(f"{WNID_TO_LABEL_FILENAME} disagrees with the class index", wrong, total=len(expected),
+                    where=str(meta.folder / WNID_TO_LABEL_FILENAME), fix=fix)]
+
+
+def derive_wnid_to_label(class_index: dict) -> dict[str, str]:
+    return {wnid: label for _, (wnid, label) in sorted(class_index.items(), key=lambda kv: int(kv[0]))}
+
+
+def check_pins(meta: Meta, facts: ImageNetMetaFacts, fix: str) -> list[Finding]:
+    """The downloaded files are byte-identical to the pinned upstream versions."""
+    wrong = []
+    for name, (size, sha256) in facts.pins.items():
+        path = meta.folder / name
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        if len(data) != size:
+            wrong.append(f"{name} ({len(data):,} bytes, pinned {size:,})")
+        elif hashlib.sha256(data).hexdigest() != sha256:
+            wrong.append(f"{name} (sha256 {hashlib.sha256(data).hexdigest()[:12]}…, pinned {sha256[:12]}…)")
+    if not wrong:
+        return []
+    return [Finding("metadata files differ from the pinned upstream versions", wrong,
+                    total=len(facts.pins), where=str(meta.folder),
+                    fix=f"move them aside and run {fix}")]
+
+
+# --------------------------------------------------------------------------- val tree
+
+
+@dataclass(frozen=True)
+class ValImage:
+    image_id: int
+    wnid: str  # the folder it is in
+    entry: FileEntry
+
+
+@dataclass
+class ValTree:
+    root: Path
+    files: list[FileEntry]
+    folders: list[str]
+    facts: ImageNetValFacts
+
+    @cached_property
+    def class_dirs(self) -> list[str]:
+        return [f for f in self.folders if "/" not in f]
+
+    @cached_property
+    def images(self) -> list[ValImage]:
+        """Files named like val images that sit directly in a top-level folder."""
+        out = []
+        for f in self.files:
+            folder, _, name = f.rel.rpartition("/")
+            m = VAL_NAME.fullmatch(name)
+            if m and folder and "/" not in folder and "." + m.group(2) == self.facts.extension:
+                out.append(ValImage(int(m.group(1)), folder, f))
+        return out
+
+    @cached_property
+    def stray_images(self) -> list[FileEntry]:
+        """Image files ImageFolder would load that are not val images where they belong."""
+        good = {im.entry.rel for im in self.images}
+        return [f for f in self.files if is_image_name(f.name) and f.rel not in good]
+
+    @cached_property
+    def other_files(self) -> list[FileEntry]:
+        return [f for f in self.files if not is_image_name(f.name) and not is_harmless(f.name)]
+
+    @cached_property
+    def harmless_files(self) -> list[FileEntry]:
+        return [f for f in self.files if is_harmless(f.name)]
+
+
+def detect_variant(files: list[FileEntry], official: ImageNetValFacts) -> ImageNetValFacts:
+    """The face-blurred release names its images ``.jpg``; the official one ``.JPEG``."""
+    counts = Counter(m.group(2) for f in files if (m := VAL_NAME.fullmatch(f.name)))
+    if counts["jpg"] > counts["JPEG"]:
+        blurred = IMAGENET_VAL_BLURRED
+        return replace(official, extension=blurred.extension, variant=blurred.variant,
+                       max_missing=blurred.max_missing, n_images=official.n_images - blurred.max_missing)
+    return official
+
+
+def scan_val(root: Path, facts: ImageNetValFacts) -> ValTree:
+    files, folders = scan_tree(root)
+    return ValTree(root, files, folders, detect_variant(files, facts))
+
+
+def check_not_nested(tree: ValTree, fix: str) -> list[Finding]:
+    if any(WNID.fullmatch(d) for d in tree.class_dirs):
+        return []
+    nested = Counter(f.split("/")[0] for f in tree.folders
+                     if f.count("/") == 1 and WNID.fullmatch(f.split("/")[1]))
+    if not nested:
+        return []
+    inner, n = nested.most_common(1)[0]
+    return [Finding(f"the tree is one level too deep: {n:,} class folders sit in "
+                    f"{tree.root.name}/{inner}/ instead of {tree.root.name}/",
+                    where=str(tree.root),
+                    fix=f"mv {tree.root}/{inner}/* {tree.root}/ && rmdir {tree.root}/{inner}")]
+
+
+def check_class_folder_count(tree: ValTree, fix: str) -> list[Finding]:
+    n = len(tree.class_dirs)
+    if n == tree.facts.n_classes:
+        return []
+    return [Finding(f"{n:,} class folders, expected {tree.facts.n_classes:,}", where=str(tree.root), fix=fix)]
+
+
+def check_class_folder_names(tree: ValTree, fix: str) -> list[Finding]:
+    bad = [d for d in tree.class_dirs if not WNID.fullmatch(d)]
+    if not bad:
+        return []
+    return [Finding("folders not named like a wnid (n########)", bad, total=len(tree.class_dirs),
+                    where=str(tree.root), fix=fix)]
+
+
+def check_class_folders_match(tree: ValTree, class_index_wnids: list[str], meta_where: str,
+                              fix: str) -> list[Finding]:
+    have, want = set(tree.class_dirs), set(class_index_wnids)
+    if have == want:
+        return []
+    diff = [f"{w} (no folder)" for w in sorted(want - have)] + [f"{w} (not in class index)" for w in sorted(have - want)]
+    return [Finding(f"class folders and {meta_where} disagree", diff, total=len(want),
+                    where=str(tree.root), fix=fix)]
+
+
+def check_images_per_class(tree: ValTree, fix: str) -> list[Finding]:
+    counts = Counter(im.wnid for im in tree.images)
+    per_class, allowed_short = tree.facts.per_class, tree.facts.max_missing
+    off = [(d, counts.get(d, 0)) for d in tree.class_dirs if counts.get(d, 0) != per_class]
+    # The face-blurred release dropped a few images: up to ``max_missing`` classes may be one short.
+    short_by_one = [d for d, n in off if n == per_class - 1]
+    if allowed_short and len(short_by_one) == len(off) and len(off) <= allowed_short:
+        return []
+    if not off:
+        return []
+    return [Finding(f"class folders without exactly {per_class} images", [f"{d}: {n}" for d, n in off],
+                    total=len(tree.class_dirs), where=str(tree.root), fix=fix)]
+
+
+def check_total_images(tree: ValTree, fix: str) -> list[Finding]:
+    n = len(tree.images)
+    if n == tree.facts.n_images:
+        return []
+    return [Finding(f"{n:,} val images, expected {tree.facts.n_images:,} ({tree.facts.variant} release)",
+                    where=str(tree.root), fix=fix)]
+
+
+def check_file_names(tree: ValTree, fix: str) -> list[Finding]:
+    stray = tree.stray_images
+    if not stray:
+        return []
+    pattern = val_name(1, tree.facts.extension).replace("00000001", "%08d")
+    return [Finding(f"image files outside the scheme <wnid>/{pattern} (ImageFolder would evaluate them too)",
+                    [f.rel for f in stray], total=len(tree.files), where=str(tree.root),
+                    fix=f"move them out of the tree; {fix}")]
+
+
+def check_ids(tree: ValTree, fix: str) -> list[Finding]:
+    n_ids = tree.facts.n_classes * tree.facts.per_class
+    ids = Counter(im.image_id for im in tree.images)
+    out = []
+    out_of_range = sorted(i for i in ids if not 1 <= i <= n_ids)
+    if out_of_range:
+        out.append(Finding(f"image ids outside 1..{n_ids:,}", [val_name(i, tree.facts.extension) for i in out_of_range],
+                           where=str(tree.root), fix=fix))
+    dupes = sorted(i for i, n in ids.items() if n > 1)
+    if dupes:
+        where_of = {}
+        for im in tree.images:
+            if ids[im.image_id] > 1:
+                where_of.setdefault(im.image_id, []).append(im.wnid)
+        out.append(Finding("image ids present more than once",
+                           [f"{val_name(i, tree.facts.extension)} in {', '.join(where_of[i])}" for i in dupes],
+                           where=str(tree.root), fix=fix))
+    missing = [i for i in range(1, n_ids + 1) if i not in ids]
+    if len(missing) > tree.facts.max_missing:
+        allowed = f" ({tree.facts.max_missing} may be absent in the {tree.facts.variant} release)" \
+            if tree.facts.max_missing else ""
+        out.append(Finding(f"image ids missing{allowed}", [val_name(i, tree.facts.extension) for i in missing],
+                           total=n_ids, where=str(tree.root), fix=fix))
+    return out
+
+
+def check_labels(tree: ValTree, synsets: list[str], fix: str) -> list[Finding]:
+    wrong = [f"{im.wnid}/{im.entry.name} (label {synsets[im.image_id - 1]})" for im in tree.images
+             if 1 <= im.image_id <= len(synsets) and synsets[im.image_id - 1] != im.wnid]
+    if not wrong:
+        return []
+    return [Finding(f"images in the wrong class folder (by {VAL_SYNSETS}; "
+                    "mislabelled images silently corrupt accuracy)", wrong, total=len(tree.images),
+                    where=str(tree.root), fix=fix)]
+
+
+def check_other_files(tree: ValTree) -> list[Finding]:
+    """Non-image files are ignored by ImageFolder; worth a warning, not a failure."""
+    if not tree.other_files:
+        return []
+    return [Finding("non-image files in the tree (ignored by ImageFolder)", [f.rel for f in tree.other_files],
+                    where=str(tree.root), fix="remove them if they are not yours")]
+
+
+def check_not_empty(files: list[FileEntry], root: Path, fix: str) -> list[Finding]:
+    empty = [f.rel for f in files if f.size == 0]
+    if not empty:
+        return []
+    return [Finding("empty files (interrupted copy or extraction?)", empty, total=len(files),
+                    where=str(root), fix=fix)]
+
+
+def check_jpeg_signature(files: list[FileEntry], root: Path, fix: str) -> list[Finding]:
+    bad = [f"{f.rel} (starts {f.head.hex() or 'empty'})" for f in files if f.size and not has_jpeg_signature(f)]
+    if not bad:
+        return []
+    return [Finding("files that do not start with a JPEG signature (ff d8 ff)", bad, total=len(files),
+                    where=str(root), fix=fix)]
+
+
+def summarize(findings: list[Finding]) -> str:
+    return "\n".join(f.message() for f in findings)
+

@@ -1,0 +1,307 @@
+"""The single source of truth: which assets exist, what each phase needs, the facts to check.
+
+Markers, required-vs-optional, the fetch fixtures, the CLI and the readiness report all read
+this module; nothing else restates the table of DESIGN.md §2 or the facts of §3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Phases and the experiments that belong to them (phase2 is retrieval and has no exp markers).
+PHASES: dict[str, tuple[str, ...]] = {
+    "phase1": ("exp0", "exp0b", "exp4", "exp5"),
+    "phase2": (),
+    "phase3": ("exp6", "exp7", "exp8"),
+}
+EXPERIMENTS: tuple[str, ...] = tuple(e for exps in PHASES.values() for e in exps)
+SELECTORS: tuple[str, ...] = tuple(PHASES) + EXPERIMENTS
+FAMILIES: dict[str, str] = {
+    "imagenet": "ImageNet val images and ImageNet metadata",
+    "coco": "COCO val2017 images",
+    "siglip2": "SigLIP2 models (transformers)",
+    "clip": "CLIP models (open_clip, openai weights)",
+    "gpu": "the CUDA device and forward passes on it",
+    "model": "checks that import torch and load a model",
+    "env": "Python and package versions",
+}
+
+
+@dataclass(frozen=True)
+class ImageNetValFacts:
+    n_classes: int = 1000
+    per_class: int = 50
+    n_images: int = 50_000
+    extension: str = ".JPEG"
+    # The face-blurred release drops a few images; ``max_missing`` ids may be absent.
+    max_missing: int = 0
+    variant: str = "official"
+
+
+IMAGENET_VAL_OFFICIAL = ImageNetValFacts()
+IMAGENET_VAL_BLURRED = ImageNetValFacts(
+    n_images=49_997, extension=".jpg", max_missing=3, variant="face-blurred"
+)
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A file downloaded over plain HTTPS and pinned by size and sha256."""
+
+    filename: str
+    urls: tuple[str, ...]
+    size: int
+    sha256: str
+
+
+IMAGENET_META_FILES: dict[str, RemoteFile] = {
+    "class_index": RemoteFile(
+        "imagenet_class_index.json",
+        (
+            "https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json",
+            "https://s3.amazonaws.com/deep-learning-models/image-models/imagenet_class_index.json",
+        ),
+        35_363,
+        "a1e7a966a1f601d39e4b43e119b3e7dd4a2ad3ea08cf69847cbaf021013767bc",
+    ),
+    "simple_labels": RemoteFile(
+        "imagenet_simple_labels.json",
+        (
+            "https://raw.githubusercontent.com/anishathalye/imagenet-simple-labels/master/"
+            "imagenet-simple-labels.json",
+        ),
+        14_209,
+        "987705581d9446328498f950454a1cc7d8dfc578a8243d8bfdcd2588a6905aae",
+    ),
+    "val_synsets": RemoteFile(
+        "ILSVRC2012_val_synsets.txt",
+        (
+            "https://raw.githubusercontent.com/tensorflow/models/master/research/slim/datasets/"
+            "imagenet_2012_validation_synset_labels.txt",
+        ),
+        500_000,
+        "313fc3f23c864dde9183c9a368809065765dd1b657a6904fded44e3e46d34604",
+    ),
+}
+WNID_TO_LABEL_FILENAME = "wnid_to_label.json"  # derived locally from the class index
+
+
+@dataclass(frozen=True)
+class ImageNetMetaFacts:
+    n_classes: int = 1000
+    n_val_images: int = 50_000
+    per_class: int = 50
+    # name -> (size, sha256) of the pinned upstream files; empty mapping = no pin.
+    pins: dict[str, tuple[int, str]] = field(
+        default_factory=lambda: {f.filename: (f.size, f.sha256) for f in IMAGENET_META_FILES.values()}
+    )
+    # Labels that appear twice in the class index on purpose.
+    known_duplicate_labels: frozenset[str] = frozenset({"crane", "maillot"})
+
+
+IMAGENET_VAL_TAR = RemoteFile(
+    "ILSVRC2012_img_val.tar",
+    ("https://image-net.org/data/ILSVRC/2012/ILSVRC2012_img_val.tar",),
+    6_744_924_160,
+    "c7e06a6c0baccf06d8dbeb6577d71efff84673a5dbdd50633ab44f8ea0456ae0",
+)
+
+
+@dataclass(frozen=True)
+class CocoFacts:
+    n_images: int = 5_000
+    digits: int = 12
+
+
+COCO_VAL_ZIP = RemoteFile(
+    "val2017.zip",
+    ("http://images.cocodataset.org/zips/val2017.zip",),
+    815_585_330,
+    "4f7e2ccb2866ec5041993c9cf2a952bbed69647b115d0f74da7ce8f4bef82f05",
+)
+COCO_KAGGLE_HANDLE = "awsaf49/coco-2017-dataset/versions/2"
+COCO_KAGGLE_PATH = "coco2017/val2017"
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    library: str  # "transformers" | "open_clip"
+    repo_id: str  # Hugging Face repo holding the weights
+    embed_dim: int
+    image_size: int
+    context_length: int
+    # Files the model needs in its snapshot. A tuple inside the tuple = "one of these".
+    files: tuple[str | tuple[str, ...], ...]
+    open_clip_name: str | None = None  # the -quickgelu architecture name
+    approx_weight_bytes: int = 0
+
+
+SIGLIP2_FILES: tuple[str | tuple[str, ...], ...] = (
+    "config.json",
+    "model.safetensors",
+    "preprocessor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+)
+OPEN_CLIP_FILES: tuple[str | tuple[str, ...], ...] = (
+    ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"),
+)
+
+
+@dataclass(frozen=True)
+class Asset:
+    name: str
+    title: str
+    family: str
+    kind: str  # "data" | "model" | "device" | "environment"
+    location: str  # folder under the data root, or a Hugging Face repo id
+    required_in: frozenset[str]
+    optional_in: frozenset[str] = frozenset()
+    fix: str = ""
+    fetch_flag: str | None = None  # the `python -m fetchers` flag that fetches it
+    size_hint: str = ""
+    facts: object = None
+
+    @property
+    def selectors(self) -> frozenset[str]:
+        return self.required_in | self.optional_in
+
+    @property
+    def markers(self) -> tuple[str, ...]:
+        return tuple(sorted(self.selectors)) + (self.family,)
+
+
+def _with_experiments(*phases: str) -> frozenset[str]:
+    return frozenset(phases) | frozenset(e for p in phases for e in PHASES[p])
+
+
+ALL_PHASES = _with_experiments(*PHASES)
+FETCH = "python -m fetchers"
+
+ASSETS: dict[str, Asset] = {
+    a.name: a
+    for a in (
+        Asset(
+            "imagenet_val",
+            "ImageNet val (50,000 images in 1000 class folders)",
+            "imagenet",
+            "data",
+            "imagenet_val",
+            required_in=ALL_PHASES,
+            fix=f"{FETCH} --reorganize-imagenet /path/to/ILSVRC2012_img_val.tar "
+            "(download the tar from https://image-net.org, account needed)",
+            fetch_flag="--reorganize-imagenet",
+            size_hint="6.4 GiB",
+            facts=IMAGENET_VAL_OFFICIAL,
+        ),
+        Asset(
+            "imagenet_meta",
+            "ImageNet metadata (class index, simple labels, val synsets)",
+            "imagenet",
+            "data",
+            "imagenet_meta",
+            required_in=ALL_PHASES,
+            fix=f"{FETCH} --imagenet-map",
+            fetch_flag="--imagenet-map",
+            size_hint="0.5 MiB",
+            facts=ImageNetMetaFacts(),
+        ),
+        Asset(
+            "coco_val2017",
+            "COCO val2017 (5,000 images)",
+            "coco",
+            "data",
+            "coco_val2017",
+            required_in=frozenset(),
+            optional_in=_with_experiments("phase2", "phase3"),
+            fix=f"{FETCH} --coco",
+            fetch_flag="--coco",
+            size_hint="0.8 GiB",
+            facts=CocoFacts(),
+        ),
+        Asset(
+            "siglip2_base",
+            "SigLIP2 base-patch16-224",
+            "siglip2",
+            "model",
+            "google/siglip2-base-patch16-224",
+            required_in=frozenset({"phase1", "exp4"}),
+            optional_in=_with_experiments("phase2", "phase3"),
+            fix=f"{FETCH} --siglip2",
+            fetch_flag="--siglip2",
+            size_hint="1.5 GB",
+            facts=ModelFacts("transformers", "google/siglip2-base-patch16-224", 768, 224, 64, SIGLIP2_FILES,
+                             approx_weight_bytes=1_500_000_000),
+        ),
+        Asset(
+            "siglip2_so400m",
+            "SigLIP2 so400m-patch14-384",
+            "siglip2",
+            "model",
+            "google/siglip2-so400m-patch14-384",
+            required_in=frozenset({"phase1", "exp4"}),
+            optional_in=_with_experiments("phase2", "phase3"),
+            fix=f"{FETCH} --siglip2",
+            fetch_flag="--siglip2",
+            size_hint="4.5 GB",
+            facts=ModelFacts("transformers", "google/siglip2-so400m-patch14-384", 1152, 384, 64, SIGLIP2_FILES,
+                             approx_weight_bytes=4_500_000_000),
+        ),
+        Asset(
+            "clip_b32",
+            "CLIP ViT-B/32 (open_clip, openai)",
+            "clip",
+            "model",
+            "timm/vit_base_patch32_clip_224.openai",
+            required_in=ALL_PHASES,
+            fix=f"{FETCH} --clip",
+            fetch_flag="--clip",
+            size_hint="0.6 GB",
+            facts=ModelFacts("open_clip", "timm/vit_base_patch32_clip_224.openai", 512, 224, 77, OPEN_CLIP_FILES,
+                             open_clip_name="ViT-B-32-quickgelu", approx_weight_bytes=605_000_000),
+        ),
+        Asset(
+            "clip_l14",
+            "CLIP ViT-L/14 (open_clip, openai)",
+            "clip",
+            "model",
+            "timm/vit_large_patch14_clip_224.openai",
+            required_in=ALL_PHASES,
+            fix=f"{FETCH} --clip",
+            fetch_flag="--clip",
+            size_hint="1.7 GB",
+            facts=ModelFacts("open_clip", "timm/vit_large_patch14_clip_224.openai", 768, 224, 77, OPEN_CLIP_FILES,
+                             open_clip_name="ViT-L-14-quickgelu", approx_weight_bytes=1_710_000_000),
+        ),
+        Asset(
+            "gpu",
+            "CUDA GPU (kernel runs, memory, bf16)",
+            "gpu",
+            "device",
+            "cuda",
+            required_in=ALL_PHASES,
+            fix="install a CUDA build of torch that matches the driver (nvidia-smi), "
+            "or run on a GPU node; `--device cpu` skips GPU checks",
+        ),
+        Asset(
+            "python_env",
+            "Python packages (torch, transformers, open_clip)",
+            "env",
+            "environment",
+            "python",
+            required_in=ALL_PHASES,
+            fix="pip install -r requirements.txt",
+        ),
+    )
+}
+
+
+def all_markers() -> dict[str, str]:
+    """Every marker preflight uses, with its description (pytest.ini must register each)."""
+    markers = {p: f"everything {p} needs ({', '.join(e) or 'retrieval'})" for p, e in PHASES.items()}
+    markers.update({e: f"everything experiment {e} needs" for e in EXPERIMENTS})
+    markers.update(FAMILIES)
+    markers["asset"] = "asset(name): the registry asset a check belongs to"
+    markers["deep"] = "slow checks that run only with --deep"
+    return markers

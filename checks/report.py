@@ -1,0 +1,151 @@
+"""The readiness table: per asset ready / missing / broken / optional-absent / not-checked.
+
+Test outcomes are classified by the prefix the checks give their messages (``missing:``,
+``broken:``, ``optional-absent:``, ``not-checked:``), so the same data survives the trip from
+xdist workers to the controller as plain report text.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from checks.registry import ASSETS
+
+STATUSES = ("ready", "missing", "broken", "optional-absent", "not-checked")
+PREFIXES = ("missing", "broken", "optional-absent", "not-checked", "not-requested")
+
+
+def classify(message: str) -> str | None:
+    """The status a failure/skip message declares, if any."""
+    head = message.strip().removeprefix("Skipped: ").removeprefix("Failed: ")
+    for prefix in PREFIXES:
+        if head.startswith(prefix + ":"):
+            return prefix
+    return None
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def first_line(message: str) -> str:
+    text = message.strip().removeprefix("Skipped: ").removeprefix("Failed: ")
+    for prefix in PREFIXES:
+        text = text.removeprefix(prefix + ": ")
+    return text.splitlines()[0] if text else ""
+
+
+@dataclass
+class AssetRow:
+    name: str
+    required: bool
+    path: str = ""
+    size: str = ""
+    passed: int = 0
+    failed: list[str] = field(default_factory=list)  # first lines of failure messages
+    declared: set[str] = field(default_factory=set)  # statuses declared by failures/skips
+    not_checked: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    fetched: str = ""
+
+    @property
+    def status(self) -> str:
+        if "missing" in self.declared:
+            return "missing"
+        if self.failed:
+            return "broken"
+        if "optional-absent" in self.declared:
+            return "optional-absent"
+        if self.not_checked or not self.passed:
+            return "not-checked"
+        return "ready"
+
+    @property
+    def fix(self) -> str:
+        return ASSETS[self.name].fix if self.status in ("missing", "broken", "optional-absent") else ""
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "required": self.required,
+            "path": self.path,
+            "size": self.size,
+            "problems": self.failed + [f"not checked: {m}" for m in self.not_checked],
+            "notes": self.notes,
+            "fetched": self.fetched or None,
+            "fix": self.fix,
+        }
+
+
+class Report:
+    def __init__(self, selection: str):
+        self.selection = selection
+        self.rows: dict[str, AssetRow] = {}
+
+    def row(self, name: str, required: bool) -> AssetRow:
+        if name not in self.rows:
+            self.rows[name] = AssetRow(name, required)
+        return self.rows[name]
+
+    def add(self, name: str, required: bool, outcome: str, message: str, notes: list[str]) -> None:
+        row = self.row(name, required)
+        row.notes.extend(n for n in notes if n not in row.notes)
+        declared = classify(message) if message else None
+        if declared == "not-requested":
+            return
+        if declared:
+            row.declared.add(declared)
+        if outcome == "passed":
+            row.passed += 1
+        elif outcome == "failed":
+            line = first_line(message).removesuffix(f" — fix: {ASSETS[name].fix}")
+            row.failed.append(line or "failed")
+        elif outcome == "skipped" and declared == "not-checked":
+            line = first_line(message)
+            if line not in row.not_checked:
+                row.not_checked.append(line)
+
+    @property
+    def ok(self) -> bool:
+        return not any(r.status in ("missing", "broken") for r in self.rows.values())
+
+    def ordered(self) -> list[AssetRow]:
+        order = list(ASSETS)
+        return sorted(self.rows.values(), key=lambda r: order.index(r.name))
+
+    def as_dict(self) -> dict:
+        return {"selection": self.selection, "ok": self.ok, "assets": [r.as_dict() for r in self.ordered()]}
+
+    def write_json(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.as_dict(), indent=2) + "\n")
+
+    def lines(self, width: int = 120) -> list[str]:
+        rows = self.ordered()
+        if not rows:
+            return []
+        head = ("asset", "status", "need", "location", "size")
+        cells = [(r.name, r.status, "required" if r.required else "optional", r.path, r.size) for r in rows]
+        widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head)]
+        fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+        out = [fmt.format(*head).rstrip(), fmt.format(*("-" * w for w in widths))]
+        for row, cell in zip(rows, cells):
+            out.append(fmt.format(*cell).rstrip())
+            for problem in row.failed[:4]:
+                out.append(f"    ✗ {_cut(problem, width)}")
+            if len(row.failed) > 4:
+                out.append(f"    ✗ … and {len(row.failed) - 4} more failing checks")
+            for line in row.not_checked[:3] if row.status not in ("missing", "optional-absent") else ():
+                out.append(f"    - not checked: {_cut(line, width)}")
+            for note in row.notes[:3]:
+                out.append(f"    ! {_cut(note, width)}")
+            if row.fetched:
+                out.append(f"    ↓ {row.fetched}")
+            if row.fix:
+                out.append(f"    fix: {row.fix}")
+        verdict = "READY" if self.ok else "NOT READY"
+        out.append(f"{verdict} for {self.selection}")
+        return out

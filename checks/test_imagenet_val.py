@@ -1,0 +1,84 @@
+"""ImageNet val: 1000 class folders × 50 images, each image where its label says."""
+
+import pytest
+
+from checks import imagenet
+from checks.deep import shard, verify_images
+from checks.findings import Finding
+from checks.plugin import expect_none
+
+pytestmark = pytest.mark.asset("imagenet_val")
+
+
+@pytest.fixture
+def tree(asset, checkup):
+    asset.needs_present()
+    tree = checkup.val_tree
+    asset.record_size(sum(f.size for f in tree.files), len(tree.files))
+    return tree
+
+
+def test_present(asset):
+    asset.check_present()
+
+
+def test_not_one_level_too_deep(tree, asset):
+    expect_none(imagenet.check_not_nested(tree, asset.fix))
+
+
+def test_class_folder_count(tree, asset):
+    expect_none(imagenet.check_class_folder_count(tree, asset.fix))
+
+
+def test_class_folders_are_wnids(tree, asset):
+    expect_none(imagenet.check_class_folder_names(tree, asset.fix))
+
+
+def test_class_folders_match_class_index(tree, asset, checkup):
+    wnids = checkup.meta.class_index_wnids
+    asset.needs("imagenet_meta", wnids, "comparing class folders with the class index")
+    expect_none(imagenet.check_class_folders_match(tree, wnids, imagenet.CLASS_INDEX, asset.fix))
+
+
+def test_images_per_class(tree, asset):
+    expect_none(imagenet.check_images_per_class(tree, asset.fix))
+
+
+def test_total_images(tree, asset):
+    expect_none(imagenet.check_total_images(tree, asset.fix))
+
+
+def test_file_names_follow_scheme(tree, asset):
+    expect_none(imagenet.check_file_names(tree, asset.fix))
+
+
+def test_each_id_exactly_once(tree, asset):
+    expect_none(imagenet.check_ids(tree, asset.fix))
+
+
+def test_images_in_their_labelled_folder(tree, asset, checkup):
+    synsets = checkup.meta.synsets
+    asset.needs("imagenet_meta", synsets, f"checking labels against {imagenet.VAL_SYNSETS}")
+    expect_none(imagenet.check_labels(tree, synsets, asset.fix))
+
+
+def test_no_stray_files(tree, asset):
+    for finding in imagenet.check_other_files(tree):
+        asset.note(finding.message())
+
+
+def test_files_not_empty(tree, asset):
+    expect_none(imagenet.check_not_empty([im.entry for im in tree.images], tree.root, asset.fix))
+
+
+def test_files_are_jpeg(tree, asset):
+    expect_none(imagenet.check_jpeg_signature([im.entry for im in tree.images], tree.root, asset.fix))
+
+
+@pytest.mark.deep
+def test_images_decode(deep, tree, asset, checkup, deep_shard):
+    entries = shard([im.entry for im in tree.images], *deep_shard)
+    problems, _ = verify_images(tree.root, entries, checkup.verify_cache)
+    if problems:
+        expect_none([Finding("images that do not decode", problems, total=len(entries), where=str(tree.root),
+                             fix=f"replace them from the original tar: {asset.fix}")])

@@ -1,0 +1,120 @@
+"""The tiny world: a small, consistent data root (and tiny models) with the facts that go with it.
+
+Product code, not test code: ``pytest --tiny`` checks it, and the self-tests plant faults in it.
+Deterministic, so two builds are byte-identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import random
+from dataclasses import replace
+from pathlib import Path
+
+from checks.imagenet import CLASS_INDEX, SIMPLE_LABELS, VAL_SYNSETS, derive_wnid_to_label, val_name
+from checks.registry import ASSETS, WNID_TO_LABEL_FILENAME, CocoFacts, ImageNetMetaFacts, ImageNetValFacts
+from checks.world import World
+
+# Real wnids; two share the label "crane" like the real class index (134 and 517).
+TINY_CLASSES = (
+    ("n01440764", "tench", "tench"),
+    ("n01443537", "goldfish", "goldfish"),
+    ("n02012849", "crane", "crane (bird)"),
+    ("n03126707", "crane", "crane (machine)"),
+)
+TINY_PER_CLASS = 3
+TINY_COCO_IDS = (139, 285, 632, 724, 776)
+WORLD_FILE = "preflight_world.json"
+
+
+def jpeg_bytes(seed: int, mode: str = "RGB", size: tuple[int, int] = (40, 30), progressive: bool = False) -> bytes:
+    """A small real JPEG with noisy content (so it does not compress to nothing)."""
+    from PIL import Image
+
+    rng = random.Random(seed)
+    channels = {"L": 1, "RGB": 3, "CMYK": 4}[mode]
+    im = Image.frombytes(mode, size, rng.randbytes(size[0] * size[1] * channels))
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=80, progressive=progressive)
+    return buf.getvalue()
+
+
+def tiny_labels() -> list[str]:
+    """Synsets file lines for ids 1..N: a fixed shuffle, so folder order != id order (as in reality)."""
+    lines = [wnid for wnid, _, _ in TINY_CLASSES for _ in range(TINY_PER_CLASS)]
+    random.Random(0).shuffle(lines)
+    return lines
+
+
+def tiny_meta_files() -> dict[str, bytes]:
+    class_index = {str(i): [wnid, label] for i, (wnid, label, _) in enumerate(sorted(TINY_CLASSES))}
+    return {
+        CLASS_INDEX: json.dumps(class_index).encode(),
+        SIMPLE_LABELS: json.dumps([simple for _, _, simple in sorted(TINY_CLASSES)], indent=1).encode(),
+        VAL_SYNSETS: "".join(w + "\n" for w in tiny_labels()).encode(),
+        WNID_TO_LABEL_FILENAME: json.dumps(derive_wnid_to_label(class_index), indent=1).encode(),
+    }
+
+
+def tiny_image(image_id: int) -> bytes:
+    """Mostly RGB; some grayscale, a CMYK one and a progressive one: legit oddities of the real set."""
+    if image_id == 2:
+        return jpeg_bytes(image_id, "CMYK")
+    if image_id % 4 == 0:
+        return jpeg_bytes(image_id, "L")
+    return jpeg_bytes(image_id, progressive=image_id == 5)
+
+
+def tiny_facts() -> dict[str, object]:
+    n = len(TINY_CLASSES)
+    meta = tiny_meta_files()
+    pinned = (CLASS_INDEX, SIMPLE_LABELS, VAL_SYNSETS)
+    facts = {name: asset.facts for name, asset in ASSETS.items()}
+    facts["imagenet_val"] = ImageNetValFacts(n_classes=n, per_class=TINY_PER_CLASS, n_images=n * TINY_PER_CLASS)
+    facts["imagenet_meta"] = replace(
+        ImageNetMetaFacts(), n_classes=n, n_val_images=n * TINY_PER_CLASS, per_class=TINY_PER_CLASS,
+        pins={f: (len(meta[f]), hashlib.sha256(meta[f]).hexdigest()) for f in pinned})
+    facts["coco_val2017"] = CocoFacts(n_images=len(TINY_COCO_IDS))
+    return facts
+
+
+def write_tiny_data(data_root: Path, kaggle_cache: Path) -> None:
+    val = data_root / "imagenet_val"
+    for image_id, wnid in enumerate(tiny_labels(), 1):
+        (val / wnid).mkdir(parents=True, exist_ok=True)
+        (val / wnid / val_name(image_id)).write_bytes(tiny_image(image_id))
+    meta = data_root / "imagenet_meta"
+    meta.mkdir(parents=True, exist_ok=True)
+    for name, data in tiny_meta_files().items():
+        (meta / name).write_bytes(data)
+    # As after `python -m fetchers --coco`: the data root holds a symlink into the kagglehub cache.
+    coco = kaggle_cache / "datasets" / "awsaf49" / "coco-2017-dataset" / "versions" / "2" / "coco2017" / "val2017"
+    coco.mkdir(parents=True, exist_ok=True)
+    for i, coco_id in enumerate(TINY_COCO_IDS):
+        (coco / f"{coco_id:012d}.jpg").write_bytes(jpeg_bytes(1000 + coco_id, "L" if i == 1 else "RGB"))
+    (data_root / "coco_val2017").symlink_to(coco, target_is_directory=True)
+
+
+def build_tiny_world(root: Path, models: bool = True) -> World:
+    """Write the tiny world under ``root`` (which must not exist yet or be empty) and return it."""
+    root.mkdir(parents=True, exist_ok=True)
+    data_root = root / "data" / "raw"
+    write_tiny_data(data_root, root / "kagglehub")
+    facts = tiny_facts()
+    hf_cache = root / "hf" / "hub"
+    hf_cache.mkdir(parents=True, exist_ok=True)
+    config_dir = None
+    if models:
+        from checks.tiny_models import write_tiny_models
+
+        config_dir = root / "open_clip_configs"
+        facts.update(write_tiny_models(hf_cache, config_dir))
+    world = World(data_root=data_root, hf_cache=hf_cache, facts=facts, tiny=True, open_clip_config_dir=config_dir)
+    (root / WORLD_FILE).write_text(world.to_json())
+    return world
+
+
+def load_tiny_world(root: Path) -> World:
+    return World.from_json((root / WORLD_FILE).read_text())
