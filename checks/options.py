@@ -89,6 +89,8 @@ OPTIONS: dict[str, Option] = {
         Option("coco-source", "where --fetch-missing gets COCO val2017: kaggle (default) or official",
                _choice("kaggle", "official"), "kaggle"),
         Option("report-json", "also write the readiness report as JSON to this path", _path, None),
+        Option("tiny-world", "check an already built tiny world (a folder made by checks.tiny; self-tests)",
+               _path, None),
     )
 }
 

@@ -69,6 +69,7 @@ class Checkup:
     world: World | None = None
     tiny_root: Path | None = None
     fetched: dict[str, str] = field(default_factory=dict)
+    owns_tiny_root: bool = False  # built by this session, removed at its end
 
     def value(self, name: str):
         return self.settings[name].value
@@ -124,7 +125,7 @@ def _settings(config: pytest.Config) -> dict[str, Resolved]:
             settings[name] = resolve(opt, config.getoption(opt.dest), os.environ, config.getini(opt.ini), ini_file)
         except OptionError as e:
             raise pytest.UsageError(str(e)) from None
-    if settings["tiny"].value and settings["device"].source == "default":
+    if (settings["tiny"].value or settings["tiny-world"].value) and settings["device"].source == "default":
         settings["device"] = Resolved("cpu", "--tiny")
     root = settings["data-root"]
     if not root.value.is_absolute():  # relative to where the value was given
@@ -171,12 +172,17 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         else:
             checkup.world = World(checkup.value("data-root"))
         return
-    if checkup.value("tiny"):
+    if checkup.value("tiny-world"):
+        from checks.tiny import load_tiny_world
+
+        checkup.tiny_root = checkup.value("tiny-world").resolve()
+        checkup.world = load_tiny_world(checkup.tiny_root)
+    elif checkup.value("tiny"):
         from checks.tiny import build_tiny_world
 
-        checkup.tiny_root = Path(tempfile.mkdtemp(prefix="preflight-tiny-"))
-        checkup.world = build_tiny_world(checkup.tiny_root / "world")
-        checkup.tiny_root = checkup.tiny_root / "world"
+        checkup.tiny_root = Path(tempfile.mkdtemp(prefix="preflight-tiny-")) / "world"
+        checkup.world = build_tiny_world(checkup.tiny_root)
+        checkup.owns_tiny_root = True
     else:
         checkup.world = World(checkup.value("data-root"))
     if checkup.value("fetch-missing"):
@@ -188,7 +194,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     checkup = config.stash.get(CHECKUP, None)
-    if checkup and checkup.tiny_root and not _is_worker(config):
+    if checkup and checkup.owns_tiny_root and not _is_worker(config):
         shutil.rmtree(checkup.tiny_root.parent, ignore_errors=True)
 
 

@@ -32,11 +32,11 @@ def test_file_names(tree, asset):
 
 
 def test_files_not_empty(tree, asset):
-    expect_none(check_not_empty(tree.files, tree.root, asset.fix))
+    expect_none(check_not_empty(tree.images, tree.root, asset.fix))
 
 
 def test_files_are_jpeg(tree, asset):
-    expect_none(check_jpeg_signature(tree.files, tree.root, asset.fix))
+    expect_none(check_jpeg_signature(tree.images, tree.root, asset.fix))
 
 
 @pytest.mark.deep

@@ -1,0 +1,642 @@
+"""The four models: is the cache complete, are the blobs intact, does it load offline, does it run.
+
+Plain Python, no pytest. ``cache_report`` and ``verify_blobs`` read the Hugging Face cache layout
+themselves (``models--org--name/{refs/main, snapshots/<rev>/<file> -> ../../blobs/<etag>}``) and
+import neither torch nor transformers; ``load_model`` and ``forward_check`` use the real libraries,
+always offline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import struct
+import sys
+import time
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from checks.findings import Finding
+from checks.registry import ASSETS, ModelFacts
+
+SIGLIP_TOKENIZERS = ("GemmaTokenizer", "GemmaTokenizerFast", "Siglip2Tokenizer")
+SAMPLE_TEXTS = ("a photo of a cat", "A Diagram Of A Dog")
+_JSON_PARSE_LIMIT = 4 << 20  # bigger JSON files (gemma's tokenizer.json: 34 MB) only get a truncation check
+_SAFETENSORS_DTYPE_BYTES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "I16": 2, "U16": 2, "F16": 2,
+    "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8, "C64": 8,
+}
+
+
+def fix_for(repo_id: str) -> str:
+    """The command that fetches ``repo_id``, from the registry."""
+    for asset in ASSETS.values():
+        if asset.location == repo_id:
+            return asset.fix
+    return f"huggingface-cli download {repo_id}"
+
+
+def repo_dir(hf_cache: Path, repo_id: str) -> Path:
+    return Path(hf_cache) / ("models--" + repo_id.replace("/", "--"))
+
+
+def _label(entry: str | tuple[str, ...]) -> str:
+    return entry if isinstance(entry, str) else " or ".join(entry)
+
+
+# --------------------------------------------------------------------------- cache layout
+
+
+@dataclass
+class CacheReport:
+    repo_id: str
+    repo_dir: Path
+    snapshot: Path | None
+    present: list[str] = field(default_factory=list)  # the file actually used for each needed entry
+    missing: list[str] = field(default_factory=list)
+    broken: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    bytes: int = 0
+    complete: bool = False
+
+    def problems(self) -> list[str]:
+        fix = fix_for(self.repo_id)
+        where = str(self.snapshot or self.repo_dir)
+        out = []
+        if self.missing:
+            out.append(Finding(f"{self.repo_id}: files missing from the Hugging Face cache", self.missing,
+                               where=where, fix=fix).message())
+        for name, reason in self.broken:
+            out.append(Finding(f"{self.repo_id}: {name} is broken ({reason})", where=where, fix=fix).message())
+        return out
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """None if the header parses and the file is exactly as long as the header says, else why not."""
+    size = path.stat().st_size
+    if size < 8:
+        return f"{size} bytes, too short for a safetensors header: truncated download"
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        if n == 0 or 8 + n > size:
+            return f"header length {n:,} does not fit in the file's {size:,} bytes: truncated or not safetensors"
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, ValueError) as e:
+            return f"header is not valid JSON ({e}): corrupt or not safetensors"
+    if not isinstance(header, dict):
+        return "header is not a JSON object: corrupt or not safetensors"
+    end = 0
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            begin, stop = t["data_offsets"]
+            count = 1
+            for d in t["shape"]:
+                count *= d
+            width = _SAFETENSORS_DTYPE_BYTES.get(t["dtype"])
+        except (KeyError, TypeError, ValueError):
+            return f"header entry {name!r} lacks dtype/shape/data_offsets: corrupt"
+        if width is not None and stop - begin != count * width:
+            return f"tensor {name!r} spans {stop - begin:,} bytes but shape {t['shape']} {t['dtype']} needs {count * width:,}"
+        end = max(end, stop)
+    expected = 8 + n + end
+    if size < expected:
+        return f"{size:,} bytes but its header says {expected:,}: truncated ({expected - size:,} bytes short)"
+    if size > expected:
+        return f"{size:,} bytes but its header says {expected:,}: {size - expected:,} unexpected trailing bytes"
+    return None
+
+
+def file_problem(path: Path) -> str | None:
+    """Cheap structural check of one snapshot file (follows the symlink): None if it looks whole."""
+    if os.path.islink(path) and not path.exists():
+        return f"dangling symlink -> {os.readlink(path)} (the blob is gone)"
+    size = path.stat().st_size
+    if size == 0:
+        return "zero-size file"
+    name = path.name
+    if name.endswith(".safetensors"):
+        return safetensors_problem(path)
+    if name.endswith(".json"):
+        if size <= _JSON_PARSE_LIMIT:
+            try:
+                json.loads(path.read_bytes())
+            except ValueError as e:
+                return f"not valid JSON ({e}): truncated or corrupt"
+        else:
+            with open(path, "rb") as f:
+                head = f.read(64).lstrip()
+                f.seek(-64, os.SEEK_END)
+                tail = f.read().rstrip()
+            if not (head.startswith(b"{") and tail.endswith(b"}")):
+                return "does not end with '}': truncated JSON"
+    if name.endswith(".bin"):
+        with open(path, "rb") as f:
+            magic = f.read(2)
+        # torch.save writes a zip; a zip whose central directory is gone was cut short. (Legacy
+        # pickle checkpoints do not start with PK and are left to the loader.)
+        if magic == b"PK" and not zipfile.is_zipfile(path):
+            return "torch zip archive without its central directory: truncated download"
+    return None
+
+
+def _read_ref(rdir: Path, ref: str = "main") -> tuple[Path | None, str | None]:
+    """(snapshot dir, problem) for refs/<ref>."""
+    ref_file = rdir / "refs" / ref
+    snaps = sorted(p.name for p in (rdir / "snapshots").glob("*")) if (rdir / "snapshots").is_dir() else []
+    if not ref_file.is_file():
+        if not snaps:
+            return None, None
+        return None, (f"refs/{ref} is missing although snapshots exist ({', '.join(s[:12] for s in snaps)}): "
+                      "offline loading resolves 'main' through it")
+    commit = ref_file.read_text().strip()
+    snap = rdir / "snapshots" / commit
+    if not snap.is_dir():
+        return None, f"refs/{ref} names commit {commit[:12]} but snapshots/{commit[:12]}… does not exist"
+    return snap, None
+
+
+def cache_report(facts: ModelFacts, hf_cache: Path) -> CacheReport:
+    """Which snapshot ``refs/main`` selects and which of ``facts.files`` are present, missing or broken.
+
+    For "one of these" entries the first alternative that exists is the one the library will load
+    (open_clip tries ``open_clip_model.safetensors`` first and does not fall back when it is corrupt).
+    """
+    rdir = repo_dir(hf_cache, facts.repo_id)
+    report = CacheReport(facts.repo_id, rdir, None)
+    if not rdir.is_dir():
+        report.missing = [_label(e) for e in facts.files]
+        return report
+    snap, problem = _read_ref(rdir)
+    if problem:
+        report.broken.append(("refs/main", problem))
+        return report
+    if snap is None:
+        report.missing = [_label(e) for e in facts.files]
+        return report
+    report.snapshot = snap
+    for entry in facts.files:
+        alternatives = (entry,) if isinstance(entry, str) else entry
+        chosen = next((a for a in alternatives if (snap / a).exists()), None)
+        if chosen is None:
+            dangling = [a for a in alternatives if os.path.islink(snap / a)]
+            if dangling:
+                report.broken.append((dangling[0], file_problem(snap / dangling[0]) or "dangling symlink"))
+            else:
+                report.missing.append(_label(entry))
+            continue
+        path = snap / chosen
+        problem = file_problem(path)
+        if problem:
+            report.broken.append((chosen, problem))
+        else:
+            report.present.append(chosen)
+            report.bytes += path.stat().st_size
+    report.complete = not report.missing and not report.broken
+    return report
+
+
+# --------------------------------------------------------------------------- blob hashes
+
+
+def git_blob_sha1(path: Path) -> str:
+    """The git object id of a file: what the Hub uses as the etag of a non-LFS file."""
+    h = hashlib.sha1(b"blob %d\0" % path.stat().st_size)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _blob_digest(blob: Path) -> tuple[str, str] | None:
+    """(kind, actual digest) for a blob named by its etag, None if the name is not a hash."""
+    name = blob.name
+    if not all(c in "0123456789abcdef" for c in name):
+        return None
+    if len(name) == 64:
+        return "sha256", sha256_file(blob)
+    if len(name) == 40:
+        return "git-sha1", git_blob_sha1(blob)
+    return None
+
+
+def verify_blobs(snapshot: Path, files: Iterable[str | tuple[str, ...]], cache: Path | None = None) -> list[str]:
+    """Hash the blob behind each present file of ``files`` and compare it with the blob's name.
+
+    LFS blobs are named by their sha256, other files by their git blob sha1. Blobs that passed are
+    remembered in the sqlite file ``cache`` by (path, size, mtime_ns), so an unchanged cache
+    re-verifies without reading a byte. Absent files are ``cache_report``'s business and skipped.
+    """
+    from checks.deep import VerifyCache
+
+    snapshot = Path(snapshot)
+    repo_id = snapshot.parent.parent.name.removeprefix("models--").replace("--", "/", 1)
+    fix = fix_for(repo_id)
+    names = [n for e in files for n in ((e,) if isinstance(e, str) else e) if os.path.lexists(snapshot / n)]
+    problems: list[str] = []
+    todo: list[tuple[str, Path, tuple[str, int, int]]] = []
+    for name in names:
+        link = snapshot / name
+        if not link.is_symlink():
+            problems.append(Finding(f"{repo_id}: {name} cannot be verified: it is a plain file, not a symlink to a "
+                                    "blob named by its hash (a cache written without symlinks)",
+                                    where=str(snapshot), fix=f"delete it and re-fetch: {fix}").message())
+            continue
+        if not link.exists():
+            continue  # dangling: reported by cache_report
+        blob = link.resolve()
+        st = blob.stat()
+        todo.append((name, blob, (str(blob), st.st_size, st.st_mtime_ns)))
+    vc = VerifyCache(Path(cache)) if cache else None
+    try:
+        known = vc.passed("hf-blob", [k for _, _, k in todo]) if vc else set()
+        good = []
+        for name, blob, key in todo:
+            if key[0] in known:
+                continue
+            got = _blob_digest(blob)
+            if got is None:
+                problems.append(Finding(f"{repo_id}: {name} cannot be verified: its blob name {blob.name!r} is "
+                                        "not a sha256 or git-sha1 etag", where=str(blob), fix=fix).message())
+            elif got[1] != blob.name:
+                problems.append(Finding(f"{repo_id}: {name} is corrupt: {got[0]} of the blob is {got[1][:16]}… "
+                                        f"but the Hub's etag is {blob.name[:16]}…",
+                                        where=str(blob), fix=f"delete the blob and re-fetch: {fix}").message())
+            else:
+                good.append(key)
+        if vc and good:
+            vc.record("hf-blob", good)
+    finally:
+        if vc:
+            vc.close()
+    return problems
+
+
+# --------------------------------------------------------------------------- offline loading
+
+
+class ModelLoadError(RuntimeError):
+    """The model did not load, or loaded as the wrong thing. The message says where and how to fix it."""
+
+
+@contextlib.contextmanager
+def hub_offline() -> Iterator[None]:
+    """No network for the duration, whoever imported huggingface_hub first.
+
+    huggingface_hub reads HF_HUB_OFFLINE once, at the first import of ``huggingface_hub.constants``,
+    and transformers and open_clip ask ``constants.is_offline_mode()`` at call time. Setting the
+    env var alone is not enough when a fetcher imported the hub earlier in this process, and
+    leaving offline mode on for good would break ``--fetch-missing`` later in the same process;
+    so the flag is switched on here and put back afterwards.
+    """
+    env_before = os.environ.get("HF_HUB_OFFLINE")
+    imported_before = "huggingface_hub.constants" in sys.modules
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from huggingface_hub import constants
+
+    if imported_before:
+        flag_before = constants.HF_HUB_OFFLINE
+    else:  # it has just read our "1"; afterwards it must say what the user's environment said
+        flag_before = (env_before or os.environ.get("TRANSFORMERS_OFFLINE") or "").upper() in {"1", "ON", "YES", "TRUE"}
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = flag_before
+        if env_before is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = env_before
+
+
+@contextlib.contextmanager
+def open_clip_configs(config_dir: Path | None) -> Iterator[None]:
+    """open_clip's model-config registry with ``config_dir`` added, restored afterwards.
+
+    ``open_clip.add_model_config`` is process-global and has no undo: after it, the tiny ViTs would
+    shadow the real ``ViT-B-32-quickgelu`` for every later load in the process.
+    """
+    import open_clip
+    from open_clip import factory
+
+    paths, configs = list(factory._MODEL_CONFIG_PATHS), factory._MODEL_CONFIGS
+    if config_dir is not None:
+        open_clip.add_model_config(Path(config_dir))
+    try:
+        yield
+    finally:
+        factory._MODEL_CONFIG_PATHS[:] = paths
+        factory._MODEL_CONFIGS = configs
+
+
+@dataclass
+class Loaded:
+    facts: ModelFacts
+    device: str
+    model: Any
+    processor: Any = None  # SiglipProcessor (transformers)
+    preprocess: Any = None  # eval image transform (open_clip)
+    tokenizer: Any = None
+    weights_file: Path | None = None
+    load_seconds: float = 0.0
+    param_bytes: int = 0
+    cuda_max_allocated: int | None = None
+    classes: dict[str, str] = field(default_factory=dict)
+
+
+_LOADED: dict[tuple[str, str, str, str], Loaded | ModelLoadError] = {}
+
+
+def clear_loaded() -> None:
+    """Forget every model loaded in this process (frees them once nothing else holds them)."""
+    _LOADED.clear()
+
+
+def _where(facts: ModelFacts, hf_cache: Path) -> str:
+    rep = cache_report(facts, hf_cache)
+    return str(rep.snapshot or rep.repo_dir)
+
+
+def _first_line(e: BaseException, limit: int = 400) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:limit]}{'…' if len(text) > limit else ''}"
+
+
+def _load_siglip(facts: ModelFacts, hf_cache: Path, device: str) -> Loaded:
+    from transformers import AutoModel, AutoProcessor
+
+    where, fix = _where(facts, hf_cache), fix_for(facts.repo_id)
+    try:
+        model = AutoModel.from_pretrained(facts.repo_id, cache_dir=str(hf_cache), local_files_only=True)
+    except Exception as e:
+        raise ModelLoadError(Finding(f"{facts.repo_id}: AutoModel.from_pretrained failed offline ({_first_line(e)})",
+                                     where=where, fix=fix).message()) from e
+    try:
+        processor = AutoProcessor.from_pretrained(facts.repo_id, cache_dir=str(hf_cache), local_files_only=True)
+    except Exception as e:
+        raise ModelLoadError(Finding(f"{facts.repo_id}: AutoProcessor.from_pretrained failed offline "
+                                     f"({_first_line(e)})", where=where, fix=fix).message()) from e
+    tokenizer = getattr(processor, "tokenizer", None)
+    image_processor = getattr(processor, "image_processor", None)
+    classes = {"model": type(model).__name__, "processor": type(processor).__name__,
+               "tokenizer": type(tokenizer).__name__, "image_processor": type(image_processor).__name__}
+    wrong = []
+    if classes["model"] != "SiglipModel":
+        wrong.append(f"AutoModel gave {classes['model']} (config.json model_type "
+                     f"{getattr(model.config, 'model_type', '?')!r}), expected SiglipModel: not a SigLIP2 FixRes checkpoint")
+    if classes["processor"] != "SiglipProcessor":
+        wrong.append(f"AutoProcessor gave {classes['processor']}, expected SiglipProcessor "
+                     "(preprocessor_config.json or its processor_class missing)")
+    else:
+        if classes["tokenizer"] not in SIGLIP_TOKENIZERS:
+            wrong.append(f"tokenizer is {classes['tokenizer']}, expected GemmaTokenizer "
+                         "(tokenizer_config.json missing or names another tokenizer_class)")
+        if not classes["image_processor"].startswith("SiglipImageProcessor"):
+            wrong.append(f"image processor is {classes['image_processor']}, expected SiglipImageProcessor")
+    if wrong:
+        raise ModelLoadError(Finding(f"{facts.repo_id}: loaded as the wrong classes", wrong, where=where,
+                                     fix=fix).message())
+    model = model.to(device).eval()
+    snapshot = cache_report(facts, hf_cache).snapshot
+    weights = snapshot / "model.safetensors" if snapshot else None
+    return Loaded(facts, device, model, processor=processor, tokenizer=tokenizer, weights_file=weights,
+                  classes=classes)
+
+
+def _load_open_clip(facts: ModelFacts, hf_cache: Path, device: str, config_dir: Path | None) -> Loaded:
+    where, fix = _where(facts, hf_cache), fix_for(facts.repo_id)
+    if not facts.open_clip_name:
+        raise ModelLoadError(f"{facts.repo_id}: the registry gives no open_clip model name — fix: add open_clip_name")
+    with open_clip_configs(config_dir):
+        import open_clip
+
+        try:
+            # pretrained="openai" resolves, via open_clip's pretrained table, to hf_hub
+            # "timm/vit_*_clip_224.openai/" and hf_hub_download(open_clip_model.safetensors, else
+            # open_clip_pytorch_model.bin, cache_dir=...); it raises if neither is there.
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                facts.open_clip_name, pretrained="openai", cache_dir=str(hf_cache), device=device,
+                force_quick_gelu=True)
+            tokenizer = open_clip.get_tokenizer(facts.open_clip_name)
+        except Exception as e:
+            raise ModelLoadError(Finding(f"{facts.repo_id}: open_clip.create_model_and_transforms("
+                                         f"{facts.open_clip_name!r}, pretrained='openai') failed offline "
+                                         f"({_first_line(e)})", where=where, fix=fix).message()) from e
+    rep = cache_report(facts, hf_cache)
+    weights = rep.snapshot / rep.present[0] if rep.snapshot and rep.present else None
+    classes = {"model": type(model).__name__, "tokenizer": type(tokenizer).__name__}
+    return Loaded(facts, device, model.eval(), preprocess=preprocess, tokenizer=tokenizer, weights_file=weights,
+                  classes=classes)
+
+
+def load_model(facts: ModelFacts, hf_cache: Path, device: str = "cuda",
+               open_clip_config_dir: Path | None = None) -> Loaded:
+    """Load the model offline from ``hf_cache`` onto ``device``, once per process; raises ModelLoadError.
+
+    A failure is remembered too, so many checks on one broken model do not reload it each time.
+    """
+    key = (facts.repo_id, str(Path(hf_cache).resolve()), device, str(open_clip_config_dir or ""))
+    if key in _LOADED:
+        hit = _LOADED[key]
+        if isinstance(hit, ModelLoadError):
+            raise hit
+        return hit
+    try:
+        with hub_offline():
+            import torch
+
+            cuda = device.startswith("cuda")
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(device)
+            t0 = time.perf_counter()
+            if facts.library == "transformers":
+                loaded = _load_siglip(facts, Path(hf_cache), device)
+            elif facts.library == "open_clip":
+                loaded = _load_open_clip(facts, Path(hf_cache), device, open_clip_config_dir)
+            else:
+                raise ModelLoadError(f"{facts.repo_id}: unknown library {facts.library!r} in the registry")
+            if cuda:
+                torch.cuda.synchronize(device)
+                loaded.cuda_max_allocated = torch.cuda.max_memory_allocated(device)
+            loaded.load_seconds = time.perf_counter() - t0
+            loaded.param_bytes = sum(t.numel() * t.element_size()
+                                     for t in (*loaded.model.parameters(), *loaded.model.buffers()))
+    except ModelLoadError as e:
+        _LOADED[key] = e
+        raise
+    _LOADED[key] = loaded
+    return loaded
+
+
+# --------------------------------------------------------------------------- forward pass
+
+
+@dataclass
+class ForwardResult:
+    repo_id: str
+    device: str
+    pixel_shape: tuple[int, ...] = ()
+    token_shape: tuple[int, ...] = ()
+    image_embed_dim: int | None = None
+    text_embed_dim: int | None = None
+    image_norms: list[float] = field(default_factory=list)  # of the embeddings the model returns
+    text_norms: list[float] = field(default_factory=list)
+    similarity: list[list[float]] = field(default_factory=list)  # cosine, images x texts
+    seconds: float = 0.0
+    cuda_max_allocated: int | None = None
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # true and worth knowing, but not a failure
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def sample_images() -> list[Any]:
+    """An RGB image (non-square, so resize and crop both act) and a grayscale one."""
+    from PIL import Image
+
+    rgb = Image.new("RGB", (64, 48))
+    rgb.putdata([((x * 4) % 256, (y * 5) % 256, ((x + y) * 3) % 256) for y in range(48) for x in range(64)])
+    gray = Image.new("L", (40, 56))
+    gray.putdata([(x * y) % 256 for y in range(56) for x in range(40)])
+    return [rgb, gray]
+
+
+def _embedding_problems(name: str, emb: Any, expected_dim: int, normalised_by_model: bool, where: str,
+                        fix: str) -> tuple[list[str], list[float]]:
+    import torch
+
+    problems: list[str] = []
+    if emb.ndim != 2 or emb.shape[0] != 2:
+        return [Finding(f"{name} embeddings have shape {tuple(emb.shape)}, expected (2, {expected_dim})",
+                        where=where, fix=fix).message()], []
+    if emb.shape[1] != expected_dim:
+        problems.append(Finding(f"{name} embedding dim is {emb.shape[1]}, expected {expected_dim}: the snapshot "
+                                "holds a different model", where=where, fix=fix).message())
+    bad = int((~torch.isfinite(emb)).sum())
+    if bad:
+        problems.append(Finding(f"{name} embeddings are not finite: {bad} of {emb.numel()} values NaN/Inf "
+                                "(corrupt weights, or fp16 overflow)", where=where,
+                                fix=f"run with --deep to hash the weights; re-fetch: {fix}").message())
+        return problems, []
+    norms = emb.float().norm(dim=-1)
+    if normalised_by_model and not torch.allclose(norms, torch.ones_like(norms), atol=1e-3):
+        problems.append(Finding(f"{name} embeddings returned by the model are not L2-normalised: norms "
+                                f"{[round(v, 4) for v in norms.tolist()]}", where=where, fix=fix).message())
+    if not normalised_by_model and bool((norms < 1e-6).any()):
+        problems.append(Finding(f"{name} embeddings are zero vectors (norms {norms.tolist()}): cannot be "
+                                "normalised", where=where, fix=fix).message())
+    if torch.allclose(emb[0].float(), emb[1].float(), atol=1e-6):
+        problems.append(Finding(f"{name} embeddings are identical for two different inputs: the model "
+                                "ignores its input (collapsed or zeroed weights)", where=where, fix=fix).message())
+    return problems, norms.tolist()
+
+
+def forward_check(loaded: Loaded, facts: ModelFacts) -> ForwardResult:
+    """Two images and two texts through the real preprocessing and the model; problems say what broke."""
+    import torch
+    import torch.nn.functional as F
+
+    res = ForwardResult(facts.repo_id, loaded.device)
+    where = str(loaded.weights_file.parent if loaded.weights_file else facts.repo_id)
+    fix = fix_for(facts.repo_id)
+    images = sample_images()
+    cuda = loaded.device.startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(loaded.device)
+    t0 = time.perf_counter()
+    try:
+        with torch.inference_mode():
+            if facts.library == "transformers":
+                img, txt = _siglip_forward(loaded, facts, images, res, where)
+            else:
+                img, txt = _open_clip_forward(loaded, images, res)
+            if cuda:
+                torch.cuda.synchronize(loaded.device)
+    except Exception as e:
+        res.problems.append(Finding(f"{facts.repo_id}: forward pass on {loaded.device} raised {_first_line(e)}",
+                                    where=where, fix=fix).message())
+        return res
+    res.seconds = time.perf_counter() - t0
+    if cuda:
+        res.cuda_max_allocated = torch.cuda.max_memory_allocated(loaded.device)
+
+    if res.pixel_shape[-2:] != (facts.image_size, facts.image_size):
+        res.problems.append(Finding(f"{facts.repo_id}: preprocessing gives images of {res.pixel_shape[-2:]}, "
+                                    f"expected ({facts.image_size}, {facts.image_size})", where=where,
+                                    fix=fix).message())
+    if res.token_shape[-1:] != (facts.context_length,):
+        res.problems.append(Finding(f"{facts.repo_id}: tokenizer gives {res.token_shape[-1]} tokens per text, "
+                                    f"expected {facts.context_length}", where=where, fix=fix).message())
+    by_model = facts.library == "transformers"  # SigLIP returns normalised embeds; open_clip raw features
+    for name, emb in (("image", img), ("text", txt)):
+        probs, norms = _embedding_problems(f"{facts.repo_id}: {name}", emb, facts.embed_dim, by_model, where, fix)
+        res.problems += probs
+        setattr(res, f"{name}_norms", norms)
+    res.image_embed_dim, res.text_embed_dim = int(img.shape[-1]), int(txt.shape[-1])
+    if res.image_embed_dim == res.text_embed_dim:
+        sim = F.normalize(img.float(), dim=-1) @ F.normalize(txt.float(), dim=-1).T
+        res.similarity = sim.cpu().tolist()
+        if tuple(sim.shape) != (2, 2) or not bool(torch.isfinite(sim).all()):
+            res.problems.append(Finding(f"{facts.repo_id}: image-text similarity is {tuple(sim.shape)} "
+                                        f"{'with NaN/Inf' if sim.numel() else ''}, expected a finite (2, 2)",
+                                        where=where, fix=fix).message())
+    else:
+        res.problems.append(Finding(f"{facts.repo_id}: image ({res.image_embed_dim}) and text "
+                                    f"({res.text_embed_dim}) embeddings differ in size: no similarity",
+                                    where=where, fix=fix).message())
+    return res
+
+
+def _siglip_forward(loaded: Loaded, facts: ModelFacts, images: list[Any], res: ForwardResult, where: str):
+    import torch
+
+    processor, model = loaded.processor, loaded.model
+    texts = [t.lower() for t in SAMPLE_TEXTS]  # SigLIP2 was trained on lower-cased text
+    try:
+        inputs = processor(text=texts, images=images, padding="max_length", max_length=facts.context_length,
+                           return_tensors="pt")
+    except Exception as e:
+        # The real google/siglip2 preprocessor_config.json has "do_convert_rgb": null, which
+        # transformers 5 reads as "do not convert": a grayscale PIL image then fails to normalise.
+        res.notes.append(f"{facts.repo_id}: the processor does not handle a grayscale PIL image "
+                         f"({_first_line(e, 160)}); convert images with .convert('RGB') before the processor "
+                         f"(preprocessor_config.json do_convert_rgb={getattr(processor.image_processor, 'do_convert_rgb', '?')})")
+        inputs = processor(text=texts, images=[im.convert("RGB") for im in images], padding="max_length",
+                           max_length=facts.context_length, return_tensors="pt")
+    res.pixel_shape = tuple(inputs["pixel_values"].shape)
+    res.token_shape = tuple(inputs["input_ids"].shape)
+    vocab = getattr(model.config.text_config, "vocab_size", None)
+    n_tok = len(processor.tokenizer)
+    if vocab and n_tok < vocab // 2:
+        res.problems.append(Finding(f"{facts.repo_id}: the tokenizer knows {n_tok:,} tokens but the text model has "
+                                    f"{vocab:,}: tokenizer.json missing or wrong (transformers then silently builds "
+                                    "a minimal vocabulary)", where=where, fix=fix_for(facts.repo_id)).message())
+    inputs = {k: v.to(loaded.device) for k, v in inputs.items()}
+    out = model(**inputs)
+    if tuple(out.logits_per_image.shape) != (2, 2):
+        res.problems.append(f"{facts.repo_id}: logits_per_image has shape {tuple(out.logits_per_image.shape)}, "
+                            "expected (2, 2)")
+    return out.image_embeds, out.text_embeds
+
+
+def _open_clip_forward(loaded: Loaded, images: list[Any], res: ForwardResult):
+    import torch
+
+    pixels = torch.stack([loaded.preprocess(im) for im in images]).to(loaded.device)
+    tokens = loaded.tokenizer(list(SAMPLE_TEXTS)).to(loaded.device)
+    res.pixel_shape, res.token_shape = tuple(pixels.shape), tuple(tokens.shape)
+    # Raw features, so that a zero or NaN output shows; callers use normalize=True / F.normalize.
+    return loaded.model.encode_image(pixels), loaded.model.encode_text(tokens)

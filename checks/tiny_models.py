@@ -1,0 +1,175 @@
+"""Tiny random models of the real classes, under the real repo ids, in a real-looking HF cache.
+
+``write_tiny_models`` builds, for the four registry models, what ``python -m fetchers`` would leave
+in the Hugging Face cache, only tiny and random: a ``SiglipModel`` + ``SiglipProcessor`` (Gemma
+tokenizer with a ~300-token vocabulary, SiglipImageProcessor) for each SigLIP2 repo, and an
+``open_clip_model.safetensors`` of a tiny open_clip CLIP for each ``timm/…openai`` repo, plus
+open_clip model configs that put the tiny ViTs under the real ``-quickgelu`` names. Loading then
+goes through the real code paths: ``AutoModel/AutoProcessor.from_pretrained(repo_id,
+local_files_only=True)`` and ``open_clip.create_model_and_transforms(name, pretrained="openai")``.
+
+Cache layout as huggingface_hub writes it: ``models--org--name/blobs/<etag>``,
+``snapshots/<commit>/<file> -> ../../blobs/<etag>``, ``refs/main`` = the commit. Etags as on the
+Hub: sha256 for LFS files (weights, and anything over 10 MiB), the git blob sha1 otherwise. The
+commit hash is derived from the file etags, so the build is deterministic (seeded weights too).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from checks.models import open_clip_configs, repo_dir
+from checks.registry import ASSETS, OPEN_CLIP_FILES, SIGLIP2_FILES, ModelFacts
+
+LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".model", ".msgpack", ".h5", ".onnx")
+LFS_THRESHOLD = 10 << 20
+
+# name -> (hidden = embed dim, image size, patch size); so400m's patch 14 kept, like the real one.
+TINY_SIGLIP = {"siglip2_base": (32, 32, 16), "siglip2_so400m": (48, 28, 14)}
+# name -> (embed dim, vision width, image size, patch size, text width)
+TINY_CLIP = {"clip_b32": (32, 64, 32, 16, 32), "clip_l14": (48, 64, 28, 14, 48)}
+SIGLIP_CONTEXT = 64
+CLIP_CONTEXT = 77
+CLIP_VOCAB = 49408  # open_clip's SimpleTokenizer (the real one) emits ids up to 49407
+
+
+def etag_for(name: str, data: bytes) -> str:
+    if name.endswith(LFS_SUFFIXES) or len(data) > LFS_THRESHOLD:
+        return hashlib.sha256(data).hexdigest()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def write_hf_snapshot(hf_cache: Path, repo_id: str, files: dict[str, bytes]) -> Path:
+    """Lay ``files`` out as a huggingface_hub cache entry of ``repo_id`` on ``main``; returns the snapshot dir."""
+    rdir = repo_dir(hf_cache, repo_id)
+    etags = {name: etag_for(name, data) for name, data in files.items()}
+    commit = hashlib.sha1(json.dumps(sorted(etags.items())).encode()).hexdigest()
+    snap = rdir / "snapshots" / commit
+    (rdir / "blobs").mkdir(parents=True, exist_ok=True)
+    (rdir / "refs").mkdir(exist_ok=True)
+    for name, data in files.items():
+        blob = rdir / "blobs" / etags[name]
+        if not blob.exists():
+            tmp = blob.with_name(blob.name + ".incomplete")
+            tmp.write_bytes(data)
+            tmp.replace(blob)
+        link = snap / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if os.path.lexists(link):
+            link.unlink()
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    (rdir / "refs" / "main").write_text(commit)
+    return snap
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """open_clip logs "No pretrained weights loaded … initialized randomly" at WARNING: true, and noise here."""
+    before = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(before)
+
+
+def _gemma_vocab() -> dict[str, int]:
+    """Gemma's special tokens at Gemma's ids, letters and digits, and the 256 byte-fallback tokens."""
+    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<mask>": 4}
+    for piece in ["▁", *"abcdefghijklmnopqrstuvwxyz0123456789"]:  # no merges: pieces are single characters
+        vocab[piece] = len(vocab)
+    for b in range(256):
+        vocab[f"<0x{b:02X}>"] = len(vocab)
+    return vocab
+
+
+def _state_dict_bytes(model) -> bytes:
+    from safetensors.torch import save
+
+    return save({k: v.detach().contiguous() for k, v in model.state_dict().items()}, metadata={"format": "pt"})
+
+
+def _siglip_files(hidden: int, image: int, patch: int, seed: int) -> dict[str, bytes]:
+    import torch
+    from transformers import GemmaTokenizer, SiglipConfig, SiglipModel, SiglipTextConfig, SiglipVisionConfig
+
+    vocab = _gemma_vocab()
+    heads, inter = 2, 2 * hidden
+    config = SiglipConfig(
+        text_config=SiglipTextConfig(vocab_size=len(vocab), hidden_size=hidden, intermediate_size=inter,
+                                     num_hidden_layers=1, num_attention_heads=heads,
+                                     max_position_embeddings=SIGLIP_CONTEXT, pad_token_id=0, eos_token_id=1,
+                                     bos_token_id=2).to_dict(),
+        vision_config=SiglipVisionConfig(hidden_size=hidden, intermediate_size=inter, num_hidden_layers=1,
+                                         num_attention_heads=heads, image_size=image, patch_size=patch).to_dict())
+    config.architectures = ["SiglipModel"]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = SiglipModel(config)
+    files = {"config.json": config.to_json_string().encode(), "model.safetensors": _state_dict_bytes(model)}
+    with tempfile.TemporaryDirectory() as tmp:
+        tok = GemmaTokenizer(vocab=vocab, merges=[])
+        tok.save_pretrained(tmp)
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            files[name] = Path(tmp, name).read_bytes()
+    tok_cfg = json.loads(files["tokenizer_config.json"])
+    tok_cfg["processor_class"] = "SiglipProcessor"
+    files["tokenizer_config.json"] = json.dumps(tok_cfg, indent=2, sort_keys=True).encode()
+    # transformers 5 no longer writes special_tokens_map.json; the google/siglip2 repos have one.
+    files["special_tokens_map.json"] = json.dumps(tok.special_tokens_map, indent=2, sort_keys=True).encode()
+    # As in google/siglip2-*: SigLIP normalisation, bilinear, and do_convert_rgb null (sic).
+    files["preprocessor_config.json"] = json.dumps({
+        "do_convert_rgb": None, "do_normalize": True, "do_rescale": True, "do_resize": True,
+        "image_mean": [0.5, 0.5, 0.5], "image_processor_type": "SiglipImageProcessor", "image_std": [0.5, 0.5, 0.5],
+        "processor_class": "SiglipProcessor", "resample": 2, "rescale_factor": 1 / 255,
+        "size": {"height": image, "width": image},
+    }, indent=2).encode()
+    return files
+
+
+def _open_clip_config(embed: int, width: int, image: int, patch: int, text_width: int) -> dict:
+    return {
+        "embed_dim": embed,
+        "quick_gelu": True,
+        "vision_cfg": {"image_size": image, "layers": 2, "width": width, "patch_size": patch},
+        "text_cfg": {"context_length": CLIP_CONTEXT, "vocab_size": CLIP_VOCAB, "width": text_width, "heads": 2,
+                     "layers": 2},
+    }
+
+
+def write_tiny_models(hf_cache: Path, open_clip_config_dir: Path) -> dict[str, ModelFacts]:
+    """Write the four tiny models into ``hf_cache`` (+ open_clip configs); return their facts by asset name."""
+    import torch
+
+    hf_cache, open_clip_config_dir = Path(hf_cache), Path(open_clip_config_dir)
+    open_clip_config_dir.mkdir(parents=True, exist_ok=True)
+    out: dict[str, ModelFacts] = {}
+    for seed, (name, (hidden, image, patch)) in enumerate(TINY_SIGLIP.items()):
+        real: ModelFacts = ASSETS[name].facts
+        files = _siglip_files(hidden, image, patch, seed)
+        write_hf_snapshot(hf_cache, real.repo_id, files)
+        out[name] = ModelFacts("transformers", real.repo_id, hidden, image, SIGLIP_CONTEXT, SIGLIP2_FILES,
+                               approx_weight_bytes=len(files["model.safetensors"]))
+    for name, dims in TINY_CLIP.items():
+        real = ASSETS[name].facts
+        (open_clip_config_dir / f"{real.open_clip_name}.json").write_text(json.dumps(_open_clip_config(*dims), indent=1))
+    with open_clip_configs(open_clip_config_dir), _quiet():
+        import open_clip
+
+        for seed, (name, (embed, _, image, _, _)) in enumerate(TINY_CLIP.items(), start=len(TINY_SIGLIP)):
+            real = ASSETS[name].facts
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model = open_clip.create_model(real.open_clip_name, pretrained=None)
+            weights = _state_dict_bytes(model)
+            write_hf_snapshot(hf_cache, real.repo_id, {"open_clip_model.safetensors": weights})
+            out[name] = ModelFacts("open_clip", real.repo_id, embed, image, CLIP_CONTEXT, OPEN_CLIP_FILES,
+                                   open_clip_name=real.open_clip_name, approx_weight_bytes=len(weights))
+    return out

@@ -1,0 +1,402 @@
+"""The data checks on tiny worlds: clean passes; each planted fault fails the check it should."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from checks.imagenet import VAL_NAME, val_name
+from checks.tiny import TINY_CLASSES, build_tiny_world, tiny_labels
+from tests.checkrun import clean_environment, run_checks
+
+DATA = "imagenet or coco"
+WNIDS = sorted(w for w, _, _ in TINY_CLASSES)
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    clean_environment(monkeypatch)
+    build_tiny_world(tmp_path / "world", models=False)
+    return tmp_path / "world"
+
+
+def val(world: Path) -> Path:
+    return world / "data" / "raw" / "imagenet_val"
+
+
+def meta(world: Path) -> Path:
+    return world / "data" / "raw" / "imagenet_meta"
+
+
+def coco(world: Path) -> Path:
+    return world / "data" / "raw" / "coco_val2017"
+
+
+def image(world: Path, image_id: int) -> Path:
+    return val(world) / tiny_labels()[image_id - 1] / val_name(image_id)
+
+
+def edit_json(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def test_clean_tiny_world_passes(pytester, world):
+    run = run_checks(pytester, "-m", DATA, "--deep", world=world)
+    assert run.ret == 0, run.result.stdout.str()
+    assert run.statuses() == {"imagenet_val": "ready", "imagenet_meta": "ready", "coco_val2017": "ready"}
+    assert "failed" not in run.outcomes().values()
+    assert run.report["ok"] is True
+
+
+# --------------------------------------------------------------------------- planted faults
+
+
+def swap_two_images(world):
+    a, b = image(world, 1), next(image(world, i) for i in range(2, 13) if tiny_labels()[i - 1] != tiny_labels()[0])
+    tmp = a.with_suffix(".tmp")
+    a.rename(tmp)
+    b.rename(a.parent / b.name)
+    tmp.rename(b.parent / a.name)
+
+
+def move_one_level_down(world):
+    inner = val(world) / "val"
+    inner.mkdir()
+    for wnid in WNIDS:
+        (val(world) / wnid).rename(inner / wnid)
+
+
+def duplicate_image(world):
+    src = image(world, 1)
+    other = next(w for w in WNIDS if w != src.parent.name)
+    shutil.copy(src, val(world) / other / src.name)
+    victim = next(p for p in sorted((val(world) / other).glob("*.JPEG")) if p.name != src.name)
+    victim.unlink()
+
+
+def drop_class_folder(world):
+    shutil.rmtree(val(world) / WNIDS[-1])
+
+
+def add_non_wnid_folder(world):
+    (val(world) / "misc").mkdir()
+
+
+def add_stray_image(world):
+    shutil.copy(image(world, 1), image(world, 1).parent / "extra_photo.jpg")
+
+
+def apple_double_image(world):
+    """macOS litter named like an image: ImageFolder would try to load it, so it is no harmless file."""
+    (image(world, 1).parent / ("._" + image(world, 1).name)).write_bytes(b"\0\5\26\7")
+
+
+def empty_image(world):
+    image(world, 3).write_bytes(b"")
+
+
+def not_a_jpeg(world):
+    image(world, 3).write_bytes(b"GIF89a" + b"\0" * 100)
+
+
+def truncated_jpeg(world):
+    data = image(world, 3).read_bytes()
+    image(world, 3).write_bytes(data[: len(data) // 2])
+
+
+def unsorted_class_index(world):
+    def swap(ci):
+        ci["0"], ci["1"] = ci["1"], ci["0"]
+
+    edit_json(meta(world) / "imagenet_class_index.json", swap)
+
+
+def extra_duplicate_label(world):
+    edit_json(meta(world) / "imagenet_class_index.json", lambda ci: ci["1"].__setitem__(1, "tench"))
+
+
+def duplicate_simple_label(world):
+    edit_json(meta(world) / "imagenet_simple_labels.json", lambda labels: labels.__setitem__(1, labels[0]))
+
+
+def wrong_wnid_to_label(world):
+    edit_json(meta(world) / "wnid_to_label.json", lambda m: m.__setitem__(WNIDS[0], "carp"))
+
+
+def unknown_wnid_in_wnid_to_label(world):
+    edit_json(meta(world) / "wnid_to_label.json", lambda m: m.__setitem__("n99999999", "mystery"))
+
+
+def bad_synsets_line(world):
+    path = meta(world) / "ILSVRC2012_val_synsets.txt"
+    lines = path.read_text().splitlines()
+    lines[4] = "tench"
+    path.write_text("\n".join(lines) + "\n")
+
+
+def missing_meta_file(world):
+    (meta(world) / "wnid_to_label.json").unlink()
+
+
+def unparsable_meta_file(world):
+    (meta(world) / "wnid_to_label.json").write_text("{not json")
+
+
+def coco_file_missing(world):
+    sorted(coco(world).iterdir())[0].unlink()
+
+
+def coco_stray_file(world):
+    (coco(world) / "notes.txt").write_text("hello")
+
+
+def coco_empty_file(world):
+    sorted(coco(world).iterdir())[0].write_bytes(b"")
+
+
+def coco_dangling_symlink(world):
+    shutil.rmtree(coco(world).resolve())
+
+
+IV, IM, CO = "test_imagenet_val.py::", "test_imagenet_meta.py::", "test_coco.py::"
+PINS = IM + "test_files_match_pinned_versions"
+DECODE = "test_images_decode[shard1of1]"  # one shard without -n
+
+FAULTS = [
+    # (fault, tests that must fail, a phrase the first of them must say)
+    (swap_two_images, {IV + "test_images_in_their_labelled_folder"}, "images in the wrong class folder"),
+    (move_one_level_down, {IV + "test_not_one_level_too_deep", IV + "test_class_folder_count",
+                           IV + "test_class_folders_are_wnids", IV + "test_class_folders_match_class_index",
+                           IV + "test_images_per_class", IV + "test_total_images", IV + "test_each_id_exactly_once",
+                           IV + "test_file_names_follow_scheme"}, "one level too deep"),
+    (duplicate_image, {IV + "test_each_id_exactly_once", IV + "test_images_in_their_labelled_folder"},
+     "present more than once"),
+    (drop_class_folder, {IV + "test_class_folder_count", IV + "test_class_folders_match_class_index",
+                         IV + "test_total_images", IV + "test_each_id_exactly_once"}, "3 class folders, expected 4"),
+    (add_non_wnid_folder, {IV + "test_class_folders_are_wnids", IV + "test_class_folder_count",
+                           IV + "test_class_folders_match_class_index", IV + "test_images_per_class"},
+     "folders not named like a wnid"),
+    (add_stray_image, {IV + "test_file_names_follow_scheme"}, "extra_photo.jpg"),
+    (apple_double_image, {IV + "test_file_names_follow_scheme"}, "._ILSVRC2012_val_00000001.JPEG"),
+    (empty_image, {IV + "test_files_not_empty", IV + DECODE}, "empty files"),
+    (not_a_jpeg, {IV + "test_files_are_jpeg", IV + DECODE}, "474946"),
+    (truncated_jpeg, {IV + DECODE}, "do not decode"),
+    (unsorted_class_index, {IM + "test_class_index_in_imagefolder_order", PINS}, "sorted-wnid order"),
+    (extra_duplicate_label, {IM + "test_class_index_labels", IM + "test_wnid_to_label_agrees_with_class_index", PINS},
+     "tench"),
+    (duplicate_simple_label, {IM + "test_simple_labels", PINS}, "not unique"),
+    (wrong_wnid_to_label, {IM + "test_wnid_to_label_agrees_with_class_index"}, "'carp'"),
+    (unknown_wnid_in_wnid_to_label, {IM + "test_same_wnids_in_every_file"}, "n99999999 only in wnid_to_label.json"),
+    (bad_synsets_line, {IM + "test_val_synsets", IM + "test_same_wnids_in_every_file", PINS,
+                        IV + "test_images_in_their_labelled_folder"}, "line 5: 'tench'"),
+    (missing_meta_file, {IM + "test_files_exist_and_parse"}, "wnid_to_label.json"),
+    (unparsable_meta_file, {IM + "test_files_exist_and_parse"}, "do not parse"),
+    (coco_file_missing, {CO + "test_image_count"}, "4 images named %012d.jpg, expected 5"),
+    (coco_stray_file, {CO + "test_file_names"}, "notes.txt"),
+    (coco_empty_file, {CO + "test_files_not_empty", CO + DECODE}, "empty files"),
+    (coco_dangling_symlink, {CO + "test_present"}, "which does not exist"),
+]
+
+
+@pytest.mark.parametrize(("fault", "failing", "phrase"), FAULTS, ids=[f[0].__name__ for f in FAULTS])
+def test_planted_fault_fails_the_right_checks(pytester, world, fault, failing, phrase):
+    fault(world)
+    run = run_checks(pytester, "-m", DATA, "--deep", world=world)
+    assert run.failed() == failing, run.result.stdout.str()
+    first = sorted(failing)[0] if len(failing) == 1 else next(iter(f for f in sorted(failing) if phrase in run.message(f)), None)
+    assert first is not None and phrase in run.message(first), run.result.stdout.str()
+    assert run.ret == 1
+    assert run.report["ok"] is False
+
+
+# --------------------------------------------------------------------------- legit oddities
+
+
+def test_legit_oddities_pass(pytester, world):
+    """CMYK, grayscale and progressive JPEGs are in the tiny world; add symlinks and OS litter."""
+    from PIL import Image
+
+    modes = {Image.open(p).mode for p in val(world).rglob("*.JPEG")}
+    assert {"CMYK", "L", "RGB"} <= modes
+    assert any(Image.open(p).info.get("progressive") for p in val(world).rglob("*.JPEG"))
+    elsewhere = world / "elsewhere"
+    elsewhere.mkdir()
+    (val(world) / WNIDS[0]).rename(elsewhere / WNIDS[0])
+    (val(world) / WNIDS[0]).symlink_to(elsewhere / WNIDS[0], target_is_directory=True)
+    (val(world) / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (val(world) / WNIDS[1] / "._.DS_Store").write_bytes(b"\0")
+    (coco(world) / ".DS_Store").write_bytes(b"\0")
+    run = run_checks(pytester, "-m", DATA, "--deep", world=world)
+    assert run.ret == 0, run.result.stdout.str()
+    assert run.status("imagenet_val") == "ready"
+
+
+def test_non_image_file_warns_but_passes(pytester, world):
+    (val(world) / WNIDS[0] / "README.txt").write_text("notes")
+    run = run_checks(pytester, "-m", DATA, world=world)
+    assert run.ret == 0
+    notes = next(a["notes"] for a in run.report["assets"] if a["name"] == "imagenet_val")
+    assert any("README.txt" in n for n in notes)
+    run.result.stdout.fnmatch_lines(["*non-image files in the tree*README.txt*"])
+
+
+def test_symlinked_data_root_folder_passes(pytester, world):
+    real = world / "real_val"
+    val(world).rename(real)
+    val(world).symlink_to(real, target_is_directory=True)
+    assert run_checks(pytester, "-m", "imagenet", world=world).ret == 0
+
+
+def test_face_blurred_variant_is_recognized(pytester, world):
+    """`.jpg` names and three dropped images: judged by the blurred release's own facts."""
+    dropped = 0
+    for wnid in WNIDS:
+        for p in sorted((val(world) / wnid).glob("*.JPEG")):
+            p.rename(p.with_suffix(".jpg"))
+    for wnid in WNIDS[:3]:
+        sorted((val(world) / wnid).glob("*.jpg"))[0].unlink()
+        dropped += 1
+    run = run_checks(pytester, "-m", "imagenet", world=world)
+    assert run.ret == 0, run.result.stdout.str()
+    sorted((val(world) / WNIDS[3]).glob("*.jpg"))[0].unlink()  # a fourth one is one too many
+    run = run_checks(pytester, "-m", "imagenet", world=world)
+    assert run.failed() >= {"test_imagenet_val.py::test_total_images", "test_imagenet_val.py::test_each_id_exactly_once"}
+    assert "face-blurred release" in run.message("test_total_images")
+
+
+def test_deep_results_are_cached(pytester, world):
+    from checks.deep import VerifyCache
+
+    assert run_checks(pytester, "-m", "imagenet", "--deep", world=world).ret == 0
+    cache = VerifyCache(world / "verified.sqlite3")
+    keys = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in val(world).rglob("*.JPEG")]
+    assert cache.passed("image", keys) == {k[0] for k in keys}
+    truncated_jpeg(world)  # a changed file is decoded again, not taken from the cache
+    assert run_checks(pytester, "-m", "imagenet", "--deep", world=world).ret == 1
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def test_missing_required_asset_fails_with_fix(pytester, world):
+    shutil.rmtree(val(world))
+    run = run_checks(pytester, "-m", "phase1 and imagenet", world=world)
+    assert run.failed() == {"test_imagenet_val.py::test_present"}
+    assert run.status("imagenet_val") == "missing"
+    row = next(a for a in run.report["assets"] if a["name"] == "imagenet_val")
+    assert row["fix"].startswith("python -m fetchers --reorganize-imagenet")
+    run.result.stdout.fnmatch_lines(["*imagenet_val*missing*required*", "*fix: python -m fetchers --reorganize-imagenet*"])
+
+
+def test_absent_optional_coco_is_skipped_for_phase2(pytester, world):
+    os.unlink(coco(world))
+    run = run_checks(pytester, "-m", "phase2 and not gpu and not model and not env and not clip", world=world)
+    assert run.ret == 0, run.result.stdout.str()
+    assert run.status("coco_val2017") == "optional-absent"
+    assert "python -m fetchers --coco" in run.message("test_coco.py::test_present")
+
+
+def test_phase1_does_not_select_coco(pytester, world):
+    run = run_checks(pytester, "-m", "phase1 and not gpu and not model and not env and not clip", world=world)
+    assert "coco_val2017" not in run.statuses()
+    assert not any(k.startswith("test_coco.py") for k in run.outcomes())
+
+
+def test_broken_optional_asset_fails(pytester, world):
+    coco_file_missing(world)
+    run = run_checks(pytester, "-m", "phase2 and coco", world=world)
+    assert run.ret == 1
+    assert run.status("coco_val2017") == "broken"
+
+
+def test_exp4_selects_imagenet_and_requires_it(pytester, world):
+    shutil.rmtree(meta(world))
+    run = run_checks(pytester, "-m", "exp4 and imagenet", world=world)
+    assert run.status("imagenet_meta") == "missing"
+    assert run.report["assets"][0]["required"] is True
+
+
+def test_cross_checks_report_not_checked_without_meta(pytester, world):
+    shutil.rmtree(meta(world))
+    run = run_checks(pytester, "-m", "imagenet", world=world)
+    assert run.outcomes()["test_imagenet_val.py::test_images_in_their_labelled_folder"] == "skipped"
+    assert run.status("imagenet_val") == "not-checked"  # never "ready" when a check could not run
+
+
+# --------------------------------------------------------------------------- full scale
+
+
+@pytest.fixture(scope="session")
+def full_scale_root(tmp_path_factory, reference_imagenet) -> Path:
+    """1000 classes × 50 tiny JPEGs under the real names, labelled by the real synsets file."""
+    from checks.imagenet import derive_wnid_to_label
+    from checks.tiny import jpeg_bytes
+
+    root = tmp_path_factory.mktemp("full") / "raw"
+    body = jpeg_bytes(7, size=(8, 8))
+    synsets = (reference_imagenet / "ILSVRC2012_val_synsets.txt").read_text().splitlines()
+    for wnid in set(synsets):
+        (root / "imagenet_val" / wnid).mkdir(parents=True)
+    for i, wnid in enumerate(synsets, 1):
+        (root / "imagenet_val" / wnid / val_name(i)).write_bytes(body)
+    (root / "imagenet_meta").mkdir()
+    for name in ("imagenet_class_index.json", "ILSVRC2012_val_synsets.txt"):
+        shutil.copy(reference_imagenet / name, root / "imagenet_meta" / name)
+    shutil.copy(reference_imagenet / "imagenet-simple-labels.json", root / "imagenet_meta" / "imagenet_simple_labels.json")
+    class_index = json.loads((reference_imagenet / "imagenet_class_index.json").read_text())
+    (root / "imagenet_meta" / "wnid_to_label.json").write_text(json.dumps(derive_wnid_to_label(class_index)))
+    return root
+
+
+def test_full_scale_synthetic_tree_passes_with_real_facts(pytester, full_scale_root, monkeypatch):
+    clean_environment(monkeypatch)
+    run = run_checks(pytester, "-m", "imagenet", f"--data-root={full_scale_root}")
+    assert run.ret == 0, run.result.stdout.str()
+    assert run.statuses() == {"imagenet_val": "ready", "imagenet_meta": "ready"}
+
+
+def test_full_scale_spot_labels(full_scale_root):
+    """DESIGN.md's spot labels, read through the checks' own loader."""
+    from checks.imagenet import load_meta
+
+    synsets = load_meta(full_scale_root / "imagenet_meta").synsets
+    spots = {1: "n01751748", 293: "n01440764", 12978: "n02119022", 19877: "n13133613", 50000: "n02437616"}
+    assert {i: synsets[i - 1] for i in spots} == spots
+    for i, wnid in spots.items():
+        assert (full_scale_root / "imagenet_val" / wnid / val_name(i)).is_file()
+
+
+def test_full_scale_devkit_id_mixup_is_caught(pytester, full_scale_root, tmp_path, monkeypatch):
+    """Reading labels as class indices (the devkit pitfall) puts images in wrong folders: caught."""
+    clean_environment(monkeypatch)
+    root = tmp_path / "raw"
+    shutil.copytree(full_scale_root / "imagenet_meta", root / "imagenet_meta")
+    shutil.copytree(full_scale_root / "imagenet_val", root / "imagenet_val", symlinks=True)
+    a, b = root / "imagenet_val" / "n01751748", root / "imagenet_val" / "n01440764"
+    first_a, first_b = sorted(a.iterdir())[0], sorted(b.iterdir())[0]
+    first_a.rename(b / first_a.name)
+    first_b.rename(a / first_b.name)
+    run = run_checks(pytester, "-m", "imagenet", f"--data-root={root}")
+    assert run.failed() == {"test_imagenet_val.py::test_images_in_their_labelled_folder"}
+    assert "2 of 50,000 (0.00%)" in run.message("test_images_in_their_labelled_folder")
+
+
+def test_real_meta_files_pass_and_keep_known_duplicates(full_scale_root):
+    from checks import imagenet
+    from checks.registry import ASSETS
+
+    meta_ = imagenet.load_meta(full_scale_root / "imagenet_meta")
+    facts = ASSETS["imagenet_meta"].facts
+    labels = [v[1] for v in meta_.class_index.values()]
+    assert labels.count("crane") == 2 and labels.count("maillot") == 2
+    for check in (imagenet.check_class_index_shape, imagenet.check_class_index_labels, imagenet.check_simple_labels,
+                  imagenet.check_synsets, imagenet.check_same_wnids, imagenet.check_pins):
+        assert check(meta_, facts, "fix") == [], check.__name__
+    assert imagenet.check_class_index_sorted(meta_, "fix") == []
+    assert VAL_NAME.fullmatch("ILSVRC2012_val_00050000.JPEG")
