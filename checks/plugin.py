@@ -173,9 +173,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             checkup.world = World(checkup.value("data-root"))
         return
     if checkup.value("tiny-world"):
-        from checks.tiny import load_tiny_world
+        from checks.tiny import WORLD_FILE, load_tiny_world
 
         checkup.tiny_root = checkup.value("tiny-world").resolve()
+        if not (checkup.tiny_root / WORLD_FILE).is_file():
+            raise pytest.UsageError(f"no tiny world in {checkup.tiny_root} ({WORLD_FILE} is missing): "
+                                    "build one with checks.tiny.build_tiny_world, or use --tiny")
         checkup.world = load_tiny_world(checkup.tiny_root)
     elif checkup.value("tiny"):
         from checks.tiny import build_tiny_world
