@@ -292,6 +292,9 @@ class AssetUnderCheck:
     def check_present(self) -> None:
         """The presence check: a required asset that is absent fails; an optional one skips."""
         state, detail = self.state()
+        fetched = self.checkup.fetched.get(self.name, "")
+        if fetched.startswith("fetch failed"):
+            detail = f"{detail}; --fetch-missing tried: {fetched}"
         if state == "broken":
             pytest.fail(f"broken: {self.name}: {detail} — fix: {self.fix}", pytrace=False)
         if state == "absent":

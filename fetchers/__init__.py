@@ -1,0 +1,1 @@
+"""preflight fetchers: download what can be downloaded, reorganize what must be reorganized."""
