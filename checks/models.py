@@ -38,7 +38,7 @@ def fix_for(repo_id: str) -> str:
     for asset in ASSETS.values():
         if asset.location == repo_id:
             return asset.fix
-    return f"huggingface-cli download {repo_id}"
+    return f"hf download {repo_id}"
 
 
 def repo_dir(hf_cache: Path, repo_id: str) -> Path:
@@ -67,11 +67,17 @@ class CacheReport:
         fix = fix_for(self.repo_id)
         where = str(self.snapshot or self.repo_dir)
         out = []
+        if not self.repo_dir.is_dir():
+            return [Finding(f"{self.repo_id}: not in the Hugging Face cache", where=str(self.repo_dir),
+                            fix=fix).message()]
         if self.missing:
             out.append(Finding(f"{self.repo_id}: files missing from the Hugging Face cache", self.missing,
                                where=where, fix=fix).message())
         for name, reason in self.broken:
-            out.append(Finding(f"{self.repo_id}: {name} is broken ({reason})", where=where, fix=fix).message())
+            path = self.snapshot / name if self.snapshot else None
+            # hf_hub_download trusts a file that is there: a corrupt blob must go before re-fetching.
+            this_fix = f"rm {path.resolve()} && {fix}" if path and path.exists() else fix
+            out.append(Finding(f"{self.repo_id}: {name} is broken ({reason})", where=where, fix=this_fix).message())
         return out
 
 
@@ -103,7 +109,8 @@ def safetensors_problem(path: Path) -> str | None:
         except (KeyError, TypeError, ValueError):
             return f"header entry {name!r} lacks dtype/shape/data_offsets: corrupt"
         if width is not None and stop - begin != count * width:
-            return f"tensor {name!r} spans {stop - begin:,} bytes but shape {t['shape']} {t['dtype']} needs {count * width:,}"
+            return (f"tensor {name!r} spans {stop - begin:,} bytes but shape {t['shape']} {t['dtype']} "
+                    f"needs {count * width:,}")
         end = max(end, stop)
     expected = 8 + n + end
     if size < expected:
@@ -330,7 +337,7 @@ def open_clip_configs(config_dir: Path | None) -> Iterator[None]:
     import open_clip
     from open_clip import factory
 
-    paths, configs = list(factory._MODEL_CONFIG_PATHS), factory._MODEL_CONFIGS
+    paths, configs = list(factory._MODEL_CONFIG_PATHS), dict(factory._MODEL_CONFIGS)  # rescans mutate in place
     if config_dir is not None:
         open_clip.add_model_config(Path(config_dir))
     try:
@@ -373,15 +380,45 @@ def _first_line(e: BaseException, limit: int = 400) -> str:
     return f"{type(e).__name__}: {text[:limit]}{'…' if len(text) > limit else ''}"
 
 
+def _to_device(model: Any, facts: ModelFacts, device: str) -> Any:
+    try:
+        return model.to(device).eval()
+    except Exception as e:  # CUDA out of memory, a broken device, …
+        raise ModelLoadError(f"{facts.repo_id}: loaded, but moving it to {device} failed ({_first_line(e)}) — fix: "
+                             "free GPU memory (nvidia-smi) or select fewer models; see the gpu check") from e
+
+
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """transformers draws a "Loading weights" bar per model: noise in a checklist."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
 def _load_siglip(facts: ModelFacts, hf_cache: Path, device: str) -> Loaded:
     from transformers import AutoModel, AutoProcessor
 
     where, fix = _where(facts, hf_cache), fix_for(facts.repo_id)
     try:
-        model = AutoModel.from_pretrained(facts.repo_id, cache_dir=str(hf_cache), local_files_only=True)
+        with _no_progress_bars():
+            model, info = AutoModel.from_pretrained(facts.repo_id, cache_dir=str(hf_cache), local_files_only=True,
+                                                    output_loading_info=True)
     except Exception as e:
         raise ModelLoadError(Finding(f"{facts.repo_id}: AutoModel.from_pretrained failed offline ({_first_line(e)})",
                                      where=where, fix=fix).message()) from e
+    # transformers only logs weights absent from the checkpoint and initialises them at random.
+    missing = sorted(info.get("missing_keys") or ())
+    if missing:
+        blob = Path(where, "model.safetensors").resolve()
+        raise ModelLoadError(Finding(f"{facts.repo_id}: model.safetensors lacks weights the model needs (they would "
+                                     "be random)", missing, where=where, fix=f"rm {blob} && {fix}").message())
     try:
         processor = AutoProcessor.from_pretrained(facts.repo_id, cache_dir=str(hf_cache), local_files_only=True)
     except Exception as e:
@@ -393,8 +430,9 @@ def _load_siglip(facts: ModelFacts, hf_cache: Path, device: str) -> Loaded:
                "tokenizer": type(tokenizer).__name__, "image_processor": type(image_processor).__name__}
     wrong = []
     if classes["model"] != "SiglipModel":
-        wrong.append(f"AutoModel gave {classes['model']} (config.json model_type "
-                     f"{getattr(model.config, 'model_type', '?')!r}), expected SiglipModel: not a SigLIP2 FixRes checkpoint")
+        model_type = getattr(model.config, "model_type", "?")
+        wrong.append(f"AutoModel gave {classes['model']} (config.json model_type {model_type!r}), expected "
+                     "SiglipModel: not a SigLIP2 FixRes checkpoint")
     if classes["processor"] != "SiglipProcessor":
         wrong.append(f"AutoProcessor gave {classes['processor']}, expected SiglipProcessor "
                      "(preprocessor_config.json or its processor_class missing)")
@@ -407,7 +445,7 @@ def _load_siglip(facts: ModelFacts, hf_cache: Path, device: str) -> Loaded:
     if wrong:
         raise ModelLoadError(Finding(f"{facts.repo_id}: loaded as the wrong classes", wrong, where=where,
                                      fix=fix).message())
-    model = model.to(device).eval()
+    model = _to_device(model, facts, device)
     snapshot = cache_report(facts, hf_cache).snapshot
     weights = snapshot / "model.safetensors" if snapshot else None
     return Loaded(facts, device, model, processor=processor, tokenizer=tokenizer, weights_file=weights,
@@ -426,7 +464,7 @@ def _load_open_clip(facts: ModelFacts, hf_cache: Path, device: str, config_dir: 
             # "timm/vit_*_clip_224.openai/" and hf_hub_download(open_clip_model.safetensors, else
             # open_clip_pytorch_model.bin, cache_dir=...); it raises if neither is there.
             model, _, preprocess = open_clip.create_model_and_transforms(
-                facts.open_clip_name, pretrained="openai", cache_dir=str(hf_cache), device=device,
+                facts.open_clip_name, pretrained="openai", cache_dir=str(hf_cache), device="cpu",
                 force_quick_gelu=True)
             tokenizer = open_clip.get_tokenizer(facts.open_clip_name)
         except Exception as e:
@@ -436,8 +474,8 @@ def _load_open_clip(facts: ModelFacts, hf_cache: Path, device: str, config_dir: 
     rep = cache_report(facts, hf_cache)
     weights = rep.snapshot / rep.present[0] if rep.snapshot and rep.present else None
     classes = {"model": type(model).__name__, "tokenizer": type(tokenizer).__name__}
-    return Loaded(facts, device, model.eval(), preprocess=preprocess, tokenizer=tokenizer, weights_file=weights,
-                  classes=classes)
+    return Loaded(facts, device, _to_device(model, facts, device), preprocess=preprocess, tokenizer=tokenizer,
+                  weights_file=weights, classes=classes)
 
 
 def load_model(facts: ModelFacts, hf_cache: Path, device: str = "cuda",
@@ -458,6 +496,9 @@ def load_model(facts: ModelFacts, hf_cache: Path, device: str = "cuda",
 
             cuda = device.startswith("cuda")
             if cuda:
+                if not torch.cuda.is_available():
+                    raise ModelLoadError(f"{facts.repo_id}: cannot load onto {device}: torch.cuda.is_available() is "
+                                         "False — fix: see the gpu check (probe_gpu), or pass --device cpu")
                 torch.cuda.reset_peak_memory_stats(device)
             t0 = time.perf_counter()
             if facts.library == "transformers":
@@ -515,7 +556,7 @@ def sample_images() -> list[Any]:
 
 
 def _embedding_problems(name: str, emb: Any, expected_dim: int, normalised_by_model: bool, where: str,
-                        fix: str) -> tuple[list[str], list[float]]:
+                        fix: str, other_model: str, dim_fix: str) -> tuple[list[str], list[float]]:
     import torch
 
     problems: list[str] = []
@@ -523,8 +564,8 @@ def _embedding_problems(name: str, emb: Any, expected_dim: int, normalised_by_mo
         return [Finding(f"{name} embeddings have shape {tuple(emb.shape)}, expected (2, {expected_dim})",
                         where=where, fix=fix).message()], []
     if emb.shape[1] != expected_dim:
-        problems.append(Finding(f"{name} embedding dim is {emb.shape[1]}, expected {expected_dim}: the snapshot "
-                                "holds a different model", where=where, fix=fix).message())
+        problems.append(Finding(f"{name} embedding dim is {emb.shape[1]}, expected {expected_dim}: {other_model}",
+                                where=where, fix=dim_fix).message())
     bad = int((~torch.isfinite(emb)).sum())
     if bad:
         problems.append(Finding(f"{name} embeddings are not finite: {bad} of {emb.numel()} values NaN/Inf "
@@ -552,6 +593,13 @@ def forward_check(loaded: Loaded, facts: ModelFacts) -> ForwardResult:
     res = ForwardResult(facts.repo_id, loaded.device)
     where = str(loaded.weights_file.parent if loaded.weights_file else facts.repo_id)
     fix = fix_for(facts.repo_id)
+    if facts.library == "transformers":
+        other_model = "the snapshot holds a different model (config.json / preprocessor_config.json)"
+        shape_fix = fix
+    else:  # open_clip builds the architecture from its model config; strict loading made the weights fit it
+        other_model = f"open_clip's {facts.open_clip_name!r} config describes a different model"
+        shape_fix = (f"use the registry's open_clip name {facts.open_clip_name!r} with open_clip's own configs "
+                     "(no add_model_config override)")
     images = sample_images()
     cuda = loaded.device.startswith("cuda")
     if cuda:
@@ -575,24 +623,24 @@ def forward_check(loaded: Loaded, facts: ModelFacts) -> ForwardResult:
 
     if res.pixel_shape[-2:] != (facts.image_size, facts.image_size):
         res.problems.append(Finding(f"{facts.repo_id}: preprocessing gives images of {res.pixel_shape[-2:]}, "
-                                    f"expected ({facts.image_size}, {facts.image_size})", where=where,
-                                    fix=fix).message())
+                                    f"expected ({facts.image_size}, {facts.image_size}): {other_model}", where=where,
+                                    fix=shape_fix).message())
     if res.token_shape[-1:] != (facts.context_length,):
         res.problems.append(Finding(f"{facts.repo_id}: tokenizer gives {res.token_shape[-1]} tokens per text, "
                                     f"expected {facts.context_length}", where=where, fix=fix).message())
     by_model = facts.library == "transformers"  # SigLIP returns normalised embeds; open_clip raw features
     for name, emb in (("image", img), ("text", txt)):
-        probs, norms = _embedding_problems(f"{facts.repo_id}: {name}", emb, facts.embed_dim, by_model, where, fix)
+        probs, norms = _embedding_problems(f"{facts.repo_id}: {name}", emb, facts.embed_dim, by_model, where, fix,
+                                           other_model, shape_fix)
         res.problems += probs
         setattr(res, f"{name}_norms", norms)
     res.image_embed_dim, res.text_embed_dim = int(img.shape[-1]), int(txt.shape[-1])
     if res.image_embed_dim == res.text_embed_dim:
         sim = F.normalize(img.float(), dim=-1) @ F.normalize(txt.float(), dim=-1).T
         res.similarity = sim.cpu().tolist()
-        if tuple(sim.shape) != (2, 2) or not bool(torch.isfinite(sim).all()):
-            res.problems.append(Finding(f"{facts.repo_id}: image-text similarity is {tuple(sim.shape)} "
-                                        f"{'with NaN/Inf' if sim.numel() else ''}, expected a finite (2, 2)",
-                                        where=where, fix=fix).message())
+        if tuple(sim.shape) != (2, 2):
+            res.problems.append(Finding(f"{facts.repo_id}: image-text similarity is {tuple(sim.shape)}, "
+                                        "expected (2, 2)", where=where, fix=fix).message())
     else:
         res.problems.append(Finding(f"{facts.repo_id}: image ({res.image_embed_dim}) and text "
                                     f"({res.text_embed_dim}) embeddings differ in size: no similarity",
@@ -611,9 +659,10 @@ def _siglip_forward(loaded: Loaded, facts: ModelFacts, images: list[Any], res: F
     except Exception as e:
         # The real google/siglip2 preprocessor_config.json has "do_convert_rgb": null, which
         # transformers 5 reads as "do not convert": a grayscale PIL image then fails to normalise.
+        convert = getattr(processor.image_processor, "do_convert_rgb", "?")
         res.notes.append(f"{facts.repo_id}: the processor does not handle a grayscale PIL image "
                          f"({_first_line(e, 160)}); convert images with .convert('RGB') before the processor "
-                         f"(preprocessor_config.json do_convert_rgb={getattr(processor.image_processor, 'do_convert_rgb', '?')})")
+                         f"(preprocessor_config.json do_convert_rgb={convert})")
         inputs = processor(text=texts, images=[im.convert("RGB") for im in images], padding="max_length",
                            max_length=facts.context_length, return_tensors="pt")
     res.pixel_shape = tuple(inputs["pixel_values"].shape)

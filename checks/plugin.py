@@ -23,6 +23,7 @@ from checks.world import World
 
 ASSET_KEY = "preflight_asset"
 NOTE_KEY = "preflight_note"
+INFO_KEY = "preflight_info"
 SIZE_KEY = "preflight_size"
 
 
@@ -95,6 +96,14 @@ class Checkup:
         from checks.imagenet import load_meta
 
         return load_meta(self.world.path("imagenet_meta"))
+
+    @cached_property
+    def gpu_report(self):
+        """One probe per session, sized for the models this selection touches."""
+        from checks.gpu import probe_gpu, required_free_bytes
+
+        touched = [self.world.facts_for(a) for a in ASSETS.values() if a.kind == "model" and self.selection.touches(a)]
+        return probe_gpu(self.device, required_free_bytes(touched))
 
     @cached_property
     def coco_tree(self):
@@ -319,6 +328,10 @@ class AssetUnderCheck:
         files = f", {n_files:,} files" if n_files is not None else ""
         self._node.user_properties.append((SIZE_KEY, f"{human_bytes(n_bytes)}{files}"))
 
+    def note_info(self, message: str) -> None:
+        """A fact worth a line in the readiness table (load time, memory, device name)."""
+        self._node.user_properties.append((INFO_KEY, message))
+
     def note(self, message: str) -> None:
         """A warning that does not fail the check; shown in the readiness table."""
         self._node.user_properties.append((NOTE_KEY, message))
@@ -378,6 +391,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture
+def gpu_ready(checkup: Checkup) -> None:
+    """Forward passes on cuda need a working GPU; without one they are not-checked (the gpu row fails)."""
+    if checkup.device != "cpu" and checkup.gpu_report.cause not in ("ok", "not-enough-memory"):
+        pytest.skip(f"not-checked: forward passes on {checkup.device} need a working GPU "
+                    f"({checkup.gpu_report.cause}; see the gpu row)")
+
+
+@pytest.fixture
 def deep(checkup: Checkup) -> None:
     if not checkup.value("deep"):
         pytest.skip("not-requested: decoding every file runs with --deep")
@@ -406,7 +427,8 @@ class ReadinessReporter:
         message = report.longreprtext if report.failed else ""
         if report.skipped:
             message = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        self.report.add(name, row.required, report.outcome, message, [v for k, v in props if k == NOTE_KEY])
+        self.report.add(name, row.required, report.outcome, message, [v for k, v in props if k == NOTE_KEY],
+                        [v for k, v in props if k == INFO_KEY])
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:

@@ -142,7 +142,6 @@ SIGLIP2_FILES: tuple[str | tuple[str, ...], ...] = (
     "preprocessor_config.json",
     "tokenizer.json",
     "tokenizer_config.json",
-    "special_tokens_map.json",
 )
 OPEN_CLIP_FILES: tuple[str | tuple[str, ...], ...] = (
     ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"),

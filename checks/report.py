@@ -47,7 +47,8 @@ class AssetRow:
     failed: list[str] = field(default_factory=list)  # first lines of failure messages
     declared: set[str] = field(default_factory=set)  # statuses declared by failures/skips
     not_checked: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # warnings
+    info: list[str] = field(default_factory=list)  # facts: load time, memory, device
     fetched: str = ""
 
     @property
@@ -75,6 +76,7 @@ class AssetRow:
             "size": self.size,
             "problems": self.failed + [f"not checked: {m}" for m in self.not_checked],
             "notes": self.notes,
+            "info": self.info,
             "fetched": self.fetched or None,
             "fix": self.fix,
         }
@@ -90,9 +92,11 @@ class Report:
             self.rows[name] = AssetRow(name, required)
         return self.rows[name]
 
-    def add(self, name: str, required: bool, outcome: str, message: str, notes: list[str]) -> None:
+    def add(self, name: str, required: bool, outcome: str, message: str, notes: list[str],
+            info: list[str] = ()) -> None:
         row = self.row(name, required)
         row.notes.extend(n for n in notes if n not in row.notes)
+        row.info.extend(n for n in info if n not in row.info)
         declared = classify(message) if message else None
         if declared == "not-requested":
             return
@@ -140,6 +144,8 @@ class Report:
                 out.append(f"    ✗ … and {len(row.failed) - 4} more failing checks")
             for line in row.not_checked[:3] if row.status not in ("missing", "optional-absent") else ():
                 out.append(f"    - not checked: {_cut(line, width)}")
+            for line in row.info:
+                out.append(f"    · {_cut(line, width)}")
             for note in row.notes[:3]:
                 out.append(f"    ! {_cut(note, width)}")
             if row.fetched:

@@ -113,7 +113,9 @@ def _siglip_files(hidden: int, image: int, patch: int, seed: int) -> dict[str, b
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = SiglipModel(config)
-    files = {"config.json": config.to_json_string().encode(), "model.safetensors": _state_dict_bytes(model)}
+    # use_diff=False: the diff against defaults makes transformers warn about its own default token ids
+    files = {"config.json": config.to_json_string(use_diff=False).encode(),
+             "model.safetensors": _state_dict_bytes(model)}
     with tempfile.TemporaryDirectory() as tmp:
         tok = GemmaTokenizer(vocab=vocab, merges=[])
         tok.save_pretrained(tmp)
@@ -159,7 +161,8 @@ def write_tiny_models(hf_cache: Path, open_clip_config_dir: Path) -> dict[str, M
                                approx_weight_bytes=len(files["model.safetensors"]))
     for name, dims in TINY_CLIP.items():
         real = ASSETS[name].facts
-        (open_clip_config_dir / f"{real.open_clip_name}.json").write_text(json.dumps(_open_clip_config(*dims), indent=1))
+        config = json.dumps(_open_clip_config(*dims), indent=1)
+        (open_clip_config_dir / f"{real.open_clip_name}.json").write_text(config)
     with open_clip_configs(open_clip_config_dir), _quiet():
         import open_clip
 

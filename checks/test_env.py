@@ -1,0 +1,20 @@
+"""The Python environment: versions the experiments need, a torch/torchvision pair that works."""
+
+import pytest
+
+from checks import envinfo
+
+pytestmark = pytest.mark.asset("python_env")
+
+
+def test_package_versions():
+    problems = envinfo.environment_problems()
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+@pytest.mark.model
+def test_torch_and_torchvision_work_together():
+    problem = envinfo.torch_pair_problem()
+    if problem:
+        pytest.fail(problem, pytrace=False)
