@@ -1,0 +1,193 @@
+"""The model, GPU and environment checks through pytest, on tiny worlds with planted faults."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from checks.models import repo_dir
+from checks.tiny import WORLD_FILE, build_tiny_world
+from checks.tiny_models import etag_for
+from tests.checkrun import clean_environment, run_checks
+
+MODELS = "siglip2 or clip or env or gpu"
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    clean_environment(monkeypatch)
+    build_tiny_world(tmp_path / "world")
+    return tmp_path / "world"
+
+
+def snapshot(world: Path, repo_id: str) -> Path:
+    rdir = repo_dir(world / "hf" / "hub", repo_id)
+    return rdir / "snapshots" / (rdir / "refs" / "main").read_text()
+
+
+def replace_file(world: Path, repo_id: str, name: str, data: bytes) -> None:
+    """As if the cache held other bytes for this file: a new blob named by its etag, relinked."""
+    snap = snapshot(world, repo_id)
+    blob = snap.parent.parent / "blobs" / etag_for(name, data)
+    blob.write_bytes(data)
+    (snap / name).unlink()
+    (snap / name).symlink_to(os.path.relpath(blob, snap))
+
+
+def nan_weights(path: Path) -> bytes:
+    import torch
+    from safetensors.torch import load_file, save
+
+    tensors = load_file(path)
+    return save({k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in tensors.items()})
+
+
+def edit_facts(world: Path, asset: str, **changes) -> None:
+    raw = json.loads((world / WORLD_FILE).read_text())
+    raw["facts"][asset].update(changes)
+    (world / WORLD_FILE).write_text(json.dumps(raw))
+
+
+SIGLIP_B, SIGLIP_L = "google/siglip2-base-patch16-224", "google/siglip2-so400m-patch14-384"
+CLIP_B = "timm/vit_base_patch32_clip_224.openai"
+
+
+def test_clean_tiny_models_pass_on_cpu(pytester, world):
+    run = run_checks(pytester, "-m", MODELS, world=world)
+    assert run.ret == 0, run.result.stdout.str()
+    statuses = run.statuses()
+    assert statuses.pop("gpu") == "not-checked"  # --device cpu: never "ready"
+    assert set(statuses.values()) == {"ready"}, statuses
+    run.result.stdout.fnmatch_lines(["*siglip2_base*ready*", "*loaded offline in*SiglipModel*",
+                                     "*forward on cpu: dim 32*"])
+
+
+def missing_weights(world):
+    (snapshot(world, SIGLIP_B) / "model.safetensors").unlink()
+
+
+def truncated_safetensors(world):
+    blob = (snapshot(world, CLIP_B) / "open_clip_model.safetensors").resolve()
+    data = blob.read_bytes()
+    blob.write_bytes(data[: len(data) - 1000])
+
+
+def missing_tokenizer(world):
+    (snapshot(world, SIGLIP_L) / "tokenizer.json").unlink()
+
+
+def broken_symlink(world):
+    (snapshot(world, SIGLIP_B) / "config.json").resolve().unlink()
+
+
+def dims_disagree(world):
+    edit_facts(world, "siglip2_base", embed_dim=768)
+
+
+def nan_model(world):
+    name = "open_clip_model.safetensors"
+    replace_file(world, CLIP_B, name, nan_weights(snapshot(world, CLIP_B) / name))
+
+
+FAULTS = [
+    (missing_weights, "test_cache_complete[siglip2_base]", "model.safetensors"),
+    (truncated_safetensors, "test_cache_complete[clip_b32]", "open_clip_model.safetensors"),
+    (missing_tokenizer, "test_cache_complete[siglip2_so400m]", "tokenizer.json"),
+    (broken_symlink, "test_cache_complete[siglip2_base]", "config.json"),
+    (dims_disagree, "test_forward_pass[siglip2_base]", "768"),
+    (nan_model, "test_forward_pass[clip_b32]", "finite"),
+]
+
+
+@pytest.mark.parametrize(("fault", "failing", "phrase"), FAULTS, ids=[f[0].__name__ for f in FAULTS])
+def test_planted_model_fault_fails_the_right_check(pytester, world, fault, failing, phrase):
+    fault(world)
+    run = run_checks(pytester, "-m", MODELS, world=world)
+    assert run.failed() == {f"test_models.py::{failing}"}, run.result.stdout.str()
+    assert phrase in run.message(failing)
+    assert run.ret == 1
+    asset = failing.split("[")[1].rstrip("]")
+    assert run.status(asset) == "broken"
+
+
+def test_incomplete_cache_is_not_loaded(pytester, world):
+    """A model whose cache is incomplete is not loaded at all: its load and forward are not-checked."""
+    missing_weights(world)
+    run = run_checks(pytester, "-m", MODELS, world=world)
+    outcomes = run.outcomes()
+    assert outcomes["test_models.py::test_loads_offline_with_the_right_classes[siglip2_base]"] == "skipped"
+    assert outcomes["test_models.py::test_forward_pass[siglip2_base]"] == "skipped"
+
+
+def test_deep_hashes_weight_blobs(pytester, world):
+    assert run_checks(pytester, "-m", "siglip2 or clip", "--deep", world=world).ret == 0
+    blob = (snapshot(world, SIGLIP_B) / "model.safetensors").resolve()
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 0xFF  # same size, one byte different: only a hash notices
+    blob.write_bytes(bytes(data))
+    run = run_checks(pytester, "-m", "siglip2 or clip", "--deep", world=world)
+    assert run.failed() == {"test_models.py::test_weight_blobs_match_their_etags[siglip2_base]"}, \
+        run.result.stdout.str()
+
+
+def test_gpu_is_not_checked_on_cpu_and_never_passes(pytester, world):
+    run = run_checks(pytester, "-m", "gpu and not model", world=world)
+    assert run.ret == 0
+    assert run.status("gpu") == "not-checked"
+    assert "passed" not in {v for k, v in run.outcomes().items() if k.startswith("test_gpu.py")}
+
+
+def test_gpu_on_a_machine_without_one_fails_clearly(pytester, world):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    run = run_checks(pytester, "-m", "gpu and not model", "--device=cuda", world=world)
+    assert run.failed() == {"test_gpu.py::test_cuda_kernel_runs"}
+    assert run.status("gpu") == "broken"
+    assert "fix:" in run.message("test_cuda_kernel_runs")
+
+
+def test_forward_passes_on_cuda_without_gpu_are_not_checked(pytester, world):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    run = run_checks(pytester, "-m", "clip", "--device=cuda", world=world)
+    assert run.outcomes()["test_models.py::test_forward_pass[clip_b32]"] == "skipped"
+    assert run.status("clip_b32") == "not-checked"
+
+
+def test_empty_cache_reports_each_model_missing_fast_without_network(pytester, tmp_path, monkeypatch):
+    clean_environment(monkeypatch)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    start = time.perf_counter()
+    run = run_checks(pytester, "-m", "phase1 and (siglip2 or clip)", f"--data-root={tmp_path / 'raw'}")
+    elapsed = time.perf_counter() - start
+    statuses = run.statuses()
+    assert statuses == {n: "missing" for n in ("siglip2_base", "siglip2_so400m", "clip_b32", "clip_l14")}
+    fixes = {a["name"]: a["fix"] for a in run.report["assets"]}
+    assert fixes["siglip2_base"] == "python -m fetchers --siglip2"
+    assert fixes["clip_l14"] == "python -m fetchers --clip"
+    assert elapsed < 30  # a sanity bound, not a benchmark: a network retry loop would take minutes
+
+
+def test_data_only_checks_never_import_torch(tmp_path):
+    """`-m "phase1 and not model and not gpu"` stays light: a fresh process, then look at sys.modules."""
+    import subprocess
+    import sys
+
+    from tests.checkrun import CHECKS, PROJECT
+
+    build_tiny_world(tmp_path / "w", models=False)
+    code = ("import sys, pytest; rc = pytest.main([{checks!r}, '-q', '-p', 'no:cacheprovider', '-m', "
+            "'phase1 and not model and not gpu', '--tiny-world={w}']); "
+            "print('TORCH_IMPORTED' if 'torch' in sys.modules else 'NO_TORCH'); sys.exit(rc)").format(
+        checks=str(CHECKS), w=tmp_path / "w")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLIGHT_")}
+    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, env=env, capture_output=True, text=True)
+    assert "NO_TORCH" in out.stdout, out.stdout[-3000:]
