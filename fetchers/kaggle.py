@@ -1,0 +1,251 @@
+"""Fetch COCO val2017 from Kaggle with kagglehub, then link ``data_root/coco_val2017`` into kagglehub's cache.
+
+kagglehub 1.0.3 downloads a dataset folder file by file (404 on the folder as a file, then a tree listing, then
+one signed download per file, each MD5-checked, each with a completion marker), into
+``$KAGGLEHUB_CACHE/datasets/<owner>/<slug>/versions/<n>/<path>``. We take a lock on that dataset (kagglehub
+has none), skip the network when kagglehub's completion marker is there, and never replace an existing
+``coco_val2017`` that is not our link: that is reported before anything is downloaded.
+
+Credentials are found by kagglehub itself; :func:`kaggle_credential_source` mirrors its order only to *name* the
+source in messages and to warn about a group/other-readable secret file. No token, key or file content is ever
+put in a message. Errors are raised ``from None``: kagglehub's exceptions carry the request, whose headers
+hold the credentials.
+
+``PREFLIGHT_KAGGLE_ENDPOINT`` (or ``endpoint=``) sends the API calls to another server (air-gapped mirror,
+tests): kagglesdk 0.1.38 has no such setting (``KAGGLE_API_ENVIRONMENT`` only picks fixed hosts, and its
+TEST value makes kagglesdk print request headers, credentials included), so the PROD entry of kagglesdk's
+endpoint table is swapped for the duration of the call.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock
+
+from checks.registry import COCO_KAGGLE_HANDLE, COCO_KAGGLE_PATH
+from fetchers.download import DownloadError, ExistingFileDiffers, FetchResult
+
+ENDPOINT_ENV = "PREFLIGHT_KAGGLE_ENDPOINT"
+LINK_NAME = "coco_val2017"
+TOKEN_PAGE = "https://www.kaggle.com/settings"
+_ENDPOINT_LOCK = threading.Lock()
+
+
+class KaggleFetchError(DownloadError):
+    """A Kaggle download failed; the message says why and what to do, and holds no secret."""
+
+
+class KaggleCredentialsWarning(UserWarning):
+    pass
+
+
+@dataclass(frozen=True)
+class CredentialSource:
+    """Where kagglehub will take credentials from; never the secret itself."""
+
+    where: str  # e.g. "KAGGLE_USERNAME/KAGGLE_KEY environment variables", "/home/u/.kaggle/kaggle.json"
+    file: Path | None = None  # the file holding the secret, if any
+
+
+def fetch_coco_kaggle(data_root: Path, handle: str = COCO_KAGGLE_HANDLE, path: str = COCO_KAGGLE_PATH, *,
+                      endpoint: str | None = None) -> FetchResult:
+    """Download ``path`` of the Kaggle dataset ``handle`` (once) and make ``data_root/coco_val2017`` link to it."""
+    import kagglehub  # noqa: F401  (registers kagglehub's resolvers)
+    from kagglehub.cache import Cache
+    from kagglehub.config import get_cache_folder
+    from kagglehub.dataset_paths import normalize_dataset_path
+    from kagglehub.handle import parse_dataset_handle
+
+    t0 = time.monotonic()
+    data_root = Path(data_root)
+    link = data_root / LINK_NAME
+    h = parse_dataset_handle(handle)
+    path = normalize_dataset_path(path)
+    url = h.to_url()
+    expected = Path(Cache().get_path(h, path)) if h.is_versioned() else None
+    _check_link_slot(link, expected)  # before any download: an occupied slot is reported, not replaced
+    source = kaggle_credential_source()
+    _warn_about_permissions(source)
+
+    cache_root = Path(get_cache_folder())
+    lock = cache_root / ".locks" / f"preflight-{h.owner}-{h.dataset}-{h.version or 'latest'}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock)):
+        cached = Cache().load_from_cache(h, path) if h.is_versioned() else None
+        if cached:
+            _make_link(link, Path(cached))
+            return FetchResult(link, 0, time.monotonic() - t0, None, True)
+        before = _sizes(expected) if expected else {}
+        out = Path(_download(handle, path, url, source, endpoint or os.environ.get(ENDPOINT_ENV)))
+        if not out.is_dir():
+            raise KaggleFetchError(f"kagglehub returned {out} for {handle} {path}, which is not a folder. "
+                                   f"Fix: check COCO_KAGGLE_PATH in checks/registry.py (it must name a folder).")
+        _check_link_slot(link, out)
+        _make_link(link, out)
+        downloaded = sum(size for rel, size in _sizes(out).items() if before.get(rel) != size)
+    return FetchResult(link, downloaded, time.monotonic() - t0, url, False)
+
+
+# --- credentials -------------------------------------------------------------------------------
+def kaggle_credential_source() -> CredentialSource | None:
+    """The source kagglehub 1.0.3 will use, in its own order (``kagglehub.config.get_kaggle_credentials``)."""
+    from kagglehub import config
+    from kagglesdk import kaggle_env
+
+    if config._kaggle_credentials:
+        return CredentialSource("credentials set in this process (kagglehub.login / set_kaggle_credentials)")
+    token, origin = kaggle_env.get_access_token_from_env()
+    del token  # only the origin matters here
+    if origin == "KAGGLE_API_TOKEN":
+        value = os.environ.get("KAGGLE_API_TOKEN", "")
+        if Path(value).exists():
+            return CredentialSource(f"the token file named by KAGGLE_API_TOKEN ({value})", Path(value))
+        return CredentialSource("the KAGGLE_API_TOKEN environment variable")
+    if origin == "access_token":
+        for name in ("access_token", "access_token.txt"):
+            candidate = Path(os.path.expanduser(f"~/.kaggle/{name}"))
+            if candidate.is_file():
+                return CredentialSource(f"the access token file {candidate}", candidate)
+    if origin == kaggle_env.KAGGLE_API_V1_TOKEN_PATH:
+        token_file = Path(os.environ.get(kaggle_env.KAGGLE_API_V1_TOKEN_PATH, ""))
+        return CredentialSource(f"the Kaggle notebook token file {token_file}", token_file)
+    if os.environ.get(config.USERNAME_ENV_VAR_NAME) and os.environ.get(config.KEY_ENV_VAR_NAME):
+        return CredentialSource("the KAGGLE_USERNAME/KAGGLE_KEY environment variables")
+    creds_file = Path(config._get_kaggle_credentials_file())
+    if creds_file.exists():
+        return CredentialSource(str(creds_file), creds_file)
+    return None
+
+
+def _credential_files() -> list[Path]:
+    from kagglehub import config
+
+    files = [Path(config._get_kaggle_credentials_file())]
+    files += [Path(os.path.expanduser(f"~/.kaggle/{n}")) for n in ("access_token", "access_token.txt")]
+    return files
+
+
+def _warn_about_permissions(source: CredentialSource | None) -> None:
+    files = {*_credential_files(), *([source.file] if source and source.file else [])}
+    for f in sorted(files):
+        try:
+            mode = f.stat().st_mode
+        except OSError:
+            continue
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            warnings.warn(
+                f"{f} holds a Kaggle credential and is accessible to other users (mode {stat.filemode(mode)}). "
+                f"Fix: chmod 600 {f}", KaggleCredentialsWarning, stacklevel=3)
+
+
+def _no_credentials_hint() -> str:
+    from kagglehub import config
+
+    return (f"no Kaggle credentials were found (looked for KAGGLE_API_TOKEN, ~/.kaggle/access_token, "
+            f"KAGGLE_USERNAME/KAGGLE_KEY and {config._get_kaggle_credentials_file()}). Fix: create an API token at "
+            f"{TOKEN_PAGE} (API -> Create New Token) and save the downloaded kaggle.json as "
+            f"{config._get_kaggle_credentials_file()} with `chmod 600`, or export KAGGLE_API_TOKEN; then rerun "
+            f"`python -m fetchers --coco`")
+
+
+# --- the download ------------------------------------------------------------------------------
+@contextmanager
+def _api_endpoint(endpoint: str | None) -> Iterator[None]:
+    if not endpoint:
+        yield
+        return
+    from kagglesdk import kaggle_env
+
+    if kaggle_env.get_env() != kaggle_env.KaggleEnv.PROD:
+        raise KaggleFetchError(f"{ENDPOINT_ENV} and KAGGLE_API_ENVIRONMENT are both set. Fix: unset one of them.")
+    table = kaggle_env._env_to_endpoint
+    with _ENDPOINT_LOCK:  # the table is process-wide: one swapped call at a time
+        saved = table[kaggle_env.KaggleEnv.PROD]
+        table[kaggle_env.KaggleEnv.PROD] = endpoint.rstrip("/")
+        try:
+            yield
+        finally:
+            table[kaggle_env.KaggleEnv.PROD] = saved
+
+
+def _download(handle: str, path: str, url: str, source: CredentialSource | None, endpoint: str | None) -> str:
+    import kagglehub
+    import requests
+    from kagglehub.exceptions import DataCorruptionError, KaggleApiHTTPError, UnauthenticatedError
+
+    what = f"{handle} (folder {path})"
+    message: str
+    try:
+        with _api_endpoint(endpoint):
+            return kagglehub.dataset_download(handle, path=path)
+    except (KaggleApiHTTPError, UnauthenticatedError) as e:
+        response = getattr(e, "response", None)
+        status = response.status_code if response is not None else 401
+        if status == 401 and source is None:
+            message = f"Kaggle answered HTTP 401 (not signed in) for {what}: {_no_credentials_hint()}."
+        elif status == 401:
+            message = (f"Kaggle rejected the credentials from {source.where} (HTTP 401) for {what}. Fix: the "
+                       f"token or key may be wrong, expired or revoked: create a new one at {TOKEN_PAGE} and "
+                       f"put it in {source.where}; then rerun `python -m fetchers --coco`.")
+        elif status == 403:
+            message = (f"Kaggle refused {what} to the account of {source.where if source else 'no credentials'} "
+                       f"(HTTP 403). Fix: open {url} signed in as that account and accept the dataset's rules or "
+                       f"terms if it asks; check that the token may read datasets; then rerun "
+                       f"`python -m fetchers --coco` (or use `--coco-source official`).")
+        elif status == 404:
+            message = (f"Kaggle has no {what} (HTTP 404). Fix: check COCO_KAGGLE_HANDLE and COCO_KAGGLE_PATH "
+                       f"in checks/registry.py against {url}.")
+        else:
+            message = f"Kaggle answered HTTP {status} for {what}. Fix: retry later; see {url}."
+    except DataCorruptionError:
+        message = (f"a file of {what} failed kagglehub's MD5 check after download (corrupted in transit); "
+                   f"kagglehub deleted it. Fix: rerun `python -m fetchers --coco` (finished files are kept).")
+    except (requests.ConnectionError, requests.Timeout) as e:
+        message = (f"could not reach the Kaggle API for {what} ({type(e).__name__}). Fix: check the network and "
+                   f"proxy (HTTPS_PROXY), then rerun (finished files are kept); or use `--coco-source official`.")
+    raise KaggleFetchError(message) from None  # not `from e`: the request in e carries the credentials
+
+
+# --- the link ----------------------------------------------------------------------------------
+def _check_link_slot(link: Path, target: Path | None) -> None:
+    """Raise unless ``link`` is free or already a symlink to ``target`` (dangling is fine: we refill it)."""
+    if not link.is_symlink() and not link.exists():
+        return
+    if link.is_symlink():
+        current = Path(os.path.abspath(link.parent / os.readlink(link)))
+        if target is not None and (current == Path(os.path.abspath(target))
+                                   or os.path.realpath(current) == os.path.realpath(target)):
+            return
+        what, remove = f"a symlink to {current}", f"remove the link (`rm {link}`)"
+    else:
+        what, remove = ("a folder" if link.is_dir() else "a file"), "move it away"
+    goal = f"the kagglehub download at {target}" if target else "a link to the kagglehub download"
+    raise ExistingFileDiffers(
+        f"{link} already exists and is {what}, not {goal}. It was left untouched and nothing was downloaded. "
+        f"Fix: if it holds COCO val2017, fix what the checks report about it instead; if it is stale, {remove} "
+        f"and rerun `python -m fetchers --coco`.")
+
+
+def _make_link(link: Path, target: Path) -> None:
+    if link.is_symlink() and os.path.realpath(link) == os.path.realpath(target):
+        return
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = link.with_name(f".{link.name}.{secrets.token_hex(4)}.tmp")
+    tmp.symlink_to(target.resolve(), target_is_directory=True)
+    os.replace(tmp, link)  # atomic: no moment without a link, no half-made one
+
+
+def _sizes(folder: Path) -> dict[str, int]:
+    if not folder.is_dir():
+        return {}
+    return {p.relative_to(folder).as_posix(): p.stat().st_size for p in folder.rglob("*") if p.is_file()}

@@ -1,0 +1,430 @@
+"""A fake Hugging Face Hub on 127.0.0.1 for huggingface_hub 2.4 (and open_clip through it), with planted faults.
+
+Serves model repos from local folders, ``{repo_id: folder}``, at revision ``main`` (or the commit sha):
+
+- ``GET /api/models/{repo}[/revision/{rev}]``: model info (``sha``, ``siblings``), used by ``snapshot_download``.
+- ``GET /api/models/{repo}/tree/{rev}[/{path}]``: the file listing (git oid, size, ``lfs`` for large files).
+- ``HEAD|GET /{repo}/resolve/{rev}/{file}``: small files directly (``ETag`` = git blob sha1); LFS files answer
+  ``302`` to a second listener (the "CDN", another origin, so the client drops the token) with ``X-Linked-Etag``
+  (sha256) and ``X-Linked-Size``. ``Range`` is honoured. No ``X-Xet-*`` headers and no ``xetHash``: the client
+  then downloads over plain HTTP even though hf_xet is installed.
+- ``GET /api/agent-harnesses``: the agent registry that huggingface_hub fetches once per process for its
+  User-Agent (from the import-time ``HF_ENDPOINT``); answered empty.
+
+Faults: unknown repo -> 404 ``RepoNotFound``; ``gate(repo, tokens)`` -> 401 without a token, 403 with a token
+not in ``tokens`` (``GatedRepo``, as the Hub does for file downloads; metadata stays public);
+``drop(repo, file, after)`` -> the next GET of its body is cut after ``after`` bytes (once);
+``corrupt(repo, file)`` -> the body differs from what the ETag promises (same size).
+Every request is logged (:class:`HubRequest`) so tests can assert exactly-once downloads.
+
+``loopback_only()`` is a guard for tests: it refuses (and records) DNS look-ups and connections to anything
+but loopback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
+
+LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".model", ".msgpack", ".h5", ".onnx")
+LFS_MIN_SIZE = 10 * 1024 * 1024
+
+
+def git_blob_oid(data: bytes) -> str:
+    """The git object id of a blob: what the Hub uses as ETag for non-LFS files."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+@dataclass(frozen=True)
+class HubFile:
+    path: str
+    data: bytes
+    lfs: bool
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def oid(self) -> str:
+        return git_blob_oid(self.data)
+
+    @property
+    def etag(self) -> str:
+        """The name huggingface_hub gives the blob in its cache."""
+        return self.sha256 if self.lfs else self.oid
+
+
+@dataclass
+class HubRepo:
+    repo_id: str
+    files: dict[str, HubFile]
+    gated_tokens: frozenset[str] | None = None  # None = not gated
+
+    @property
+    def sha(self) -> str:
+        h = hashlib.sha1(self.repo_id.encode())
+        for path in sorted(self.files):
+            h.update(f"{path}\0{self.files[path].oid}\0".encode())
+        return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class HubRequest:
+    server: str  # "hub" or "cdn"
+    method: str
+    path: str  # unquoted URL path, without the query
+    status: int
+    range: str | None
+    authorized: bool  # an Authorization header came with it
+    body_bytes: int  # bytes of body sent (after a planted drop: the bytes before the cut)
+
+
+class FakeHub:
+    """Threaded fake Hub (random port) plus its "CDN" listener. Context manager; ``url`` is the endpoint."""
+
+    def __init__(self, repos: dict[str, Path] | None = None) -> None:
+        self.repos: dict[str, HubRepo] = {}
+        self.log: list[HubRequest] = []
+        self._drops: dict[tuple[str, str], int] = {}
+        self._corrupt: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+        self._servers: dict[str, ThreadingHTTPServer] = {}
+        for repo_id, folder in (repos or {}).items():
+            self.add_repo(repo_id, folder)
+
+    # -- content and faults -------------------------------------------------------------------
+    def add_repo(self, repo_id: str, folder: Path | dict[str, bytes]) -> HubRepo:
+        """Serve ``folder`` (read now) as ``repo_id``; a dict ``{path: bytes}`` works too."""
+        if isinstance(folder, dict):
+            items = dict(folder)
+        else:
+            folder = Path(folder)
+            items = {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+        files = {
+            path: HubFile(path, data, path.endswith(LFS_SUFFIXES) or len(data) >= LFS_MIN_SIZE)
+            for path, data in items.items()
+        }
+        with self._lock:
+            self.repos[repo_id] = HubRepo(repo_id, files)
+            return self.repos[repo_id]
+
+    def gate(self, repo_id: str, tokens: set[str] | frozenset[str] = frozenset()) -> None:
+        self.repos[repo_id].gated_tokens = frozenset(tokens)
+
+    def drop(self, repo_id: str, filename: str, after: int) -> None:
+        with self._lock:
+            self._drops[(repo_id, filename)] = after
+
+    def corrupt(self, repo_id: str, filename: str) -> None:
+        with self._lock:
+            self._corrupt.add((repo_id, filename))
+
+    def heal(self) -> None:
+        """Remove drop/corrupt faults (gates stay)."""
+        with self._lock:
+            self._drops.clear()
+            self._corrupt.clear()
+
+    def file(self, repo_id: str, filename: str) -> HubFile:
+        return self.repos[repo_id].files[filename]
+
+    # -- the request log ----------------------------------------------------------------------
+    def requests(self, method: str | None = None, contains: str | None = None) -> list[HubRequest]:
+        with self._lock:
+            return [r for r in self.log if (method is None or r.method == method)
+                    and (contains is None or contains in r.path)]
+
+    def downloads(self, repo_id: str, filename: str) -> list[HubRequest]:
+        """GETs that sent (part of) the body of ``filename``, whichever listener served it."""
+
+        def hit(r: HubRequest) -> bool:
+            if r.method != "GET" or r.body_bytes == 0:
+                return False
+            if r.server == "cdn":
+                return r.path == _cdn_path(repo_id, filename)
+            m = _RESOLVE.match(r.path)
+            return m is not None and m["repo"] == repo_id and m["file"] == filename
+
+        with self._lock:
+            return [r for r in self.log if hit(r)]
+
+    def clear_log(self) -> None:
+        with self._lock:
+            self.log.clear()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return self._base("hub")
+
+    @property
+    def cdn_url(self) -> str:
+        return self._base("cdn")
+
+    def _base(self, name: str) -> str:
+        host, port = self._servers[name].server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> FakeHub:
+        for name in ("hub", "cdn"):
+            handler = type(f"{name.title()}Handler", (_Handler,), {"hub": self, "server_name": name})
+            httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+            httpd.daemon_threads = True
+            threading.Thread(target=httpd.serve_forever, args=(0.05,), name=f"fake-hub-{name}",
+                             daemon=True).start()
+            self._servers[name] = httpd
+        return self
+
+    def stop(self) -> None:
+        for httpd in self._servers.values():
+            httpd.shutdown()
+            httpd.server_close()
+        self._servers.clear()
+
+    def __enter__(self) -> FakeHub:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _cdn_path(repo_id: str, filename: str) -> str:
+    return f"/lfs/{repo_id}/{filename}"
+
+
+_REPO = r"(?P<repo>[^/]+/[^/]+)"
+_INFO = re.compile(rf"^/api/models/{_REPO}(?:/revision/(?P<rev>[^/]+))?$")
+_TREE = re.compile(rf"^/api/models/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<sub>.+))?$")
+_RESOLVE = re.compile(rf"^/{_REPO}/resolve/(?P<rev>[^/]+)/(?P<file>.+)$")
+_CDN = re.compile(rf"^/lfs/{_REPO}/(?P<file>.+)$")
+_RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    hub: FakeHub
+    server_name: str
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._dispatch(head=False)
+
+    def do_HEAD(self) -> None:
+        self._dispatch(head=True)
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def _record(self, status: int, body_bytes: int) -> None:
+        with self.hub._lock:
+            self.hub.log.append(HubRequest(self.server_name, self.command, self._path, status,
+                                           self.headers.get("Range"), "authorization" in self.headers, body_bytes))
+
+    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None, head: bool = False,
+              content_type: str = "application/json") -> None:
+        self._record(status, 0 if head else len(body))
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def _json(self, obj: object, head: bool = False) -> None:
+        self._send(200, json.dumps(obj).encode(), head=head)
+
+    def _error(self, status: int, code: str, message: str, head: bool, extra: dict[str, str] | None = None) -> None:
+        headers = {"X-Error-Code": code, "X-Error-Message": message, **(extra or {})}
+        self._send(status, json.dumps({"error": message}).encode(), headers, head)
+
+    def _dispatch(self, head: bool) -> None:
+        self._path = unquote(urlsplit(self.path).path)
+        try:
+            if self.server_name == "cdn":
+                return self._cdn(head)
+            if self._path == "/api/agent-harnesses":
+                return self._json({"standardEnvVars": [], "harnesses": {}}, head)
+            for pattern, handler in ((_TREE, self._tree), (_INFO, self._info), (_RESOLVE, self._resolve)):
+                m = pattern.match(self._path)
+                if m:
+                    return handler(m, head)
+            self._error(404, "NotFound", f"no such endpoint in the fake Hub: {self._path}", head)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def _repo(self, m: re.Match, head: bool) -> HubRepo | None:
+        repo = self.hub.repos.get(m["repo"])
+        if repo is None:
+            self._error(404, "RepoNotFound", "Repository not found", head)
+            return None
+        rev = m["rev"] if "rev" in m.groupdict() else None
+        if rev not in (None, "main", repo.sha):
+            self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}", head)
+            return None
+        return repo
+
+    # -- endpoints ----------------------------------------------------------------------------
+    def _info(self, m: re.Match, head: bool) -> None:
+        if (repo := self._repo(m, head)) is None:
+            return
+        self._json({
+            "id": repo.repo_id, "modelId": repo.repo_id, "sha": repo.sha, "private": False,
+            "gated": "manual" if repo.gated_tokens is not None else False, "disabled": False,
+            "siblings": [{"rfilename": p} for p in sorted(repo.files)],
+        }, head)
+
+    def _tree(self, m: re.Match, head: bool) -> None:
+        if (repo := self._repo(m, head)) is None:
+            return
+        recursive = re.search(r"recursive=(true|True|1)", urlsplit(self.path).query) is not None
+        sub = (m["sub"] or "").strip("/")
+        prefix = f"{sub}/" if sub else ""
+        entries: dict[str, dict] = {}
+        for path, f in sorted(repo.files.items()):
+            if not path.startswith(prefix):
+                continue
+            rest = path[len(prefix):].split("/")
+            for depth in range(1, len(rest)):  # the folders on the way
+                if depth > 1 and not recursive:
+                    break
+                folder = prefix + "/".join(rest[:depth])
+                entries.setdefault(folder, {"type": "directory", "oid": hashlib.sha1(folder.encode()).hexdigest(),
+                                            "size": 0, "path": folder})
+            if len(rest) > 1 and not recursive:
+                continue
+            entry = {"type": "file", "oid": f.oid, "size": len(f.data), "path": path}
+            if f.lfs:
+                entry["lfs"] = {"oid": f.sha256, "size": len(f.data), "pointerSize": 134}
+            entries[path] = entry
+        self._json(list(entries.values()), head)
+
+    def _resolve(self, m: re.Match, head: bool) -> None:
+        if (repo := self._repo(m, head)) is None:
+            return
+        commit = {"X-Repo-Commit": repo.sha}
+        if repo.gated_tokens is not None:
+            auth = self.headers.get("authorization", "")
+            token = auth[7:] if auth.lower().startswith("bearer ") else ""
+            if not token:
+                return self._error(401, "GatedRepo", f"Access to model {repo.repo_id} is restricted. You must have "
+                                   "access to it and be authenticated to access it. Please log in.", head, commit)
+            if token not in repo.gated_tokens:
+                return self._error(403, "GatedRepo", f"Access to model {repo.repo_id} is restricted and you are "
+                                   "not in the authorized list.", head, commit)
+        f = repo.files.get(m["file"])
+        if f is None:
+            return self._error(404, "EntryNotFound", f"{m['file']} does not exist on \"{m['rev']}\"", head, commit)
+        if f.lfs:
+            location = self.hub.cdn_url + quote(_cdn_path(repo.repo_id, f.path))
+            return self._send(302, b"", {**commit, "Location": location, "ETag": f'"{f.oid}"',
+                                         "X-Linked-Etag": f'"{f.sha256}"', "X-Linked-Size": str(len(f.data))}, head)
+        self._body(repo, f, head, {**commit, "ETag": f'"{f.oid}"'})
+
+    def _cdn(self, head: bool) -> None:
+        m = _CDN.match(self._path)
+        repo = self.hub.repos.get(m["repo"]) if m else None
+        f = repo.files.get(m["file"]) if repo else None
+        if f is None:
+            return self._send(404, b"NoSuchKey", head=head, content_type="text/plain")
+        self._body(repo, f, head, {"ETag": f'"{f.sha256}"'})
+
+    def _body(self, repo: HubRepo, f: HubFile, head: bool, headers: dict[str, str]) -> None:
+        key = (repo.repo_id, f.path)
+        with self.hub._lock:
+            data = f.data
+            if key in self.hub._corrupt:
+                data = bytes(b ^ 0xFF for b in data[:64]) + data[64:]
+            drop = None if head else self.hub._drops.pop(key, None)
+        size, start, status = len(data), 0, 200
+        extra = {"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream", **headers}
+        rng = _RANGE.match(self.headers.get("Range", "").strip())
+        if rng:
+            start = int(rng[1])
+            if start >= size:
+                return self._send(416, b"", {"Content-Range": f"bytes */{size}"}, head)
+            end = min(int(rng[2]), size - 1) if rng[2] else size - 1
+            data, status = data[start:end + 1], 206
+            extra["Content-Range"] = f"bytes {start}-{end}/{size}"
+        sent = len(data) if drop is None else min(drop, len(data))
+        self._record(status, 0 if head else sent)
+        self.send_response(status)
+        for k, v in extra.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if head:
+            return
+        self.wfile.write(data[:sent])
+        if sent < len(data):  # planted drop: cut the connection mid-body
+            self.wfile.flush()
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+# --- a guard: loopback traffic only ----------------------------------------------------------
+def _is_loopback(host: object) -> bool:
+    if host is None:
+        return True
+    if isinstance(host, bytes):
+        host = host.decode()
+    host = str(host).strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+@contextmanager
+def loopback_only() -> Iterator[list[str]]:
+    """Refuse DNS look-ups and connections to anything but loopback; yields the list of refused attempts."""
+    refused: list[str] = []
+    real_getaddrinfo, real_connect = socket.getaddrinfo, socket.socket.connect
+
+    def getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if not _is_loopback(host):
+            refused.append(f"resolve {host}")
+            raise socket.gaierror(socket.EAI_NONAME, f"test guard: look-up of non-loopback host {host!r} refused")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    def connect(self: socket.socket, address):  # type: ignore[no-untyped-def]
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address[0]):
+            refused.append(f"connect {address[0]}")
+            raise ConnectionRefusedError(f"test guard: connection to non-loopback {address[0]!r} refused")
+        return real_connect(self, address)
+
+    def connect_ex(self: socket.socket, address):  # type: ignore[no-untyped-def]
+        try:
+            connect(self, address)
+        except OSError as e:
+            return e.errno or 1
+        return 0
+
+    own_connect_ex = socket.socket.__dict__.get("connect_ex")  # normally inherited from _socket.socket
+    socket.getaddrinfo, socket.socket.connect = getaddrinfo, connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
+    try:
+        yield refused
+    finally:
+        socket.getaddrinfo, socket.socket.connect = real_getaddrinfo, real_connect  # type: ignore[method-assign]
+        if own_connect_ex is None:
+            del socket.socket.connect_ex
+        else:
+            socket.socket.connect_ex = own_connect_ex  # type: ignore[method-assign]
