@@ -167,6 +167,13 @@ def _is_worker(config: pytest.Config) -> bool:
 
 
 @pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """Under `-n`, keep each model's checks on one worker (xdist_group needs --dist loadgroup)."""
+    if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") == "no":
+        config.option.dist = "loadgroup"
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Build (or, in an xdist worker, load) the world before workers start and before collection."""
     config = session.config
@@ -290,7 +297,11 @@ class AssetUnderCheck:
                 return "broken", f"{path} is a symlink to {os.readlink(path)}, which does not exist"
             if path.exists() and not path.is_dir():
                 return "broken", f"{path} exists but is not a folder"
-            return ("present", "") if path.is_dir() else ("absent", f"{path} does not exist")
+            if not path.is_dir():
+                return "absent", f"{path} does not exist"
+            if not any(not p.name.startswith(".") for p in path.iterdir()):
+                return "absent", f"{path} is empty"  # e.g. only the lock files of a fetch that failed
+            return "present", ""
         if self.asset.kind == "model":
             snapshots = path / "snapshots"
             if snapshots.is_dir() and any(snapshots.iterdir()):

@@ -13,6 +13,7 @@ import shutil
 import time
 import zipfile
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from filelock import FileLock
@@ -42,9 +43,11 @@ def _summary(n_bytes: int, seconds: float, what: str = "fetched") -> str:
 
 def fetch_imagenet_meta(world: World, settings: dict) -> str:
     folder = world.path("imagenet_meta")
+    pins = world.facts_for("imagenet_meta").pins  # the registry's, or a tiny world's own
     t0, total = time.monotonic(), 0
     for remote in IMAGENET_META_FILES.values():
-        total += fetch_file(remote, folder, progress=settings.get("progress", "auto")).bytes_downloaded
+        pinned = replace(remote, size=pins[remote.filename][0], sha256=pins[remote.filename][1])
+        total += fetch_file(pinned, folder, progress=settings.get("progress", "auto")).bytes_downloaded
     _derive_wnid_to_label(folder)
     return _summary(total, time.monotonic() - t0)
 
@@ -180,6 +183,6 @@ def fetch_missing(world: World, assets: Iterable[Asset], settings: dict,
         try:
             outcome[name] = fetch(world, settings)
         except (DownloadError, FetchError, OSError, RuntimeError) as e:
-            outcome[name] = f"fetch failed: {e}"
+            outcome[name] = "fetch failed: " + " ".join(str(e).split())  # one line for the table
         log(f"preflight: {name}: {outcome[name]}")
     return outcome
