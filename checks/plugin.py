@@ -237,8 +237,14 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     try:
         from checks.envinfo import environment_summary
 
-        summary = environment_summary()
-        lines.append("preflight: " + ", ".join(f"{k} {v}" for k, v in summary.items() if v))
+        env = environment_summary()
+        cuda = f" (CUDA {env['torch_cuda_build']})" if env.get("torch_cuda_build") else " (CPU build)"
+        versions = [f"{k} {env[k]}" + (cuda if k == "torch" else "") for k in
+                    ("python", "torch", "torchvision", "transformers", "open_clip", "huggingface_hub") if env.get(k)]
+        lines.append("preflight: " + ", ".join(versions))
+        redirects = [f"{k} {env[k]}" for k in ("hf_endpoint", "preflight_mirror", "hf_hub_offline") if env.get(k)]
+        if redirects:
+            lines.append("preflight: " + ", ".join(redirects))
     except Exception as e:  # the header never fails the run
         lines.append(f"preflight: environment summary unavailable ({type(e).__name__})")
     return lines

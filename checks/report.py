@@ -105,7 +105,8 @@ class Report:
         if outcome == "passed":
             row.passed += 1
         elif outcome == "failed":
-            line = first_line(message).removesuffix(f" — fix: {ASSETS[name].fix}")
+            asset = ASSETS[name]
+            line = first_line(message).removesuffix(f" — fix: {asset.fix}").removeprefix(f"{name} ({asset.title}): ")
             row.failed.append(line or "failed")
         elif outcome == "skipped" and declared == "not-checked":
             line = first_line(message)
