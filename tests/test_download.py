@@ -1,0 +1,443 @@
+"""fetchers.download against a real requests client and the fake server on 127.0.0.1 (planted faults)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+from checks.registry import IMAGENET_META_FILES, RemoteFile
+from fetchers.download import (
+    DownloadError,
+    ExistingFileDiffers,
+    FetchResult,
+    NotEnoughSpace,
+    fetch_file,
+    mirrored,
+    redact,
+)
+from tests.fakes.http_server import FakeHTTPServer
+
+REPO = Path(__file__).resolve().parents[1]
+URL = "https://files.example.org/pub/data/blob.bin"
+CHUNK = 64 * 1024
+FAST = dict(backoff=0.001, max_backoff=0.01, chunk_size=CHUNK, progress=None)  # tiny delays for tests
+
+
+def pinned(data: bytes, *urls: str, name: str = "blob.bin") -> RemoteFile:
+    return RemoteFile(name, urls or (URL,), len(data), hashlib.sha256(data).hexdigest())
+
+
+@pytest.fixture(scope="module")
+def payload() -> bytes:
+    return os.urandom(1_000_000)
+
+
+@pytest.fixture
+def served(http_mirror: FakeHTTPServer, payload: bytes) -> tuple[FakeHTTPServer, RemoteFile, str]:
+    """The payload served under URL's mirror path; (server, pin, server path)."""
+    return http_mirror, pinned(payload), http_mirror.serve_url(URL, payload)
+
+
+def gets(server: FakeHTTPServer, path: str) -> list:
+    return server.requests(path, "GET")
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".lock"))
+
+
+# --- mirror URLs and redaction ---------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("mirror", "url", "expected"),
+    [
+        (None, URL, URL),
+        ("http://127.0.0.1:8000", URL, "http://127.0.0.1:8000/files.example.org/pub/data/blob.bin"),
+        ("http://mirror:8000/", "https://h.org/a/b.json", "http://mirror:8000/h.org/a/b.json"),
+        ("http://m", "https://h.org:8443/a?x=1", "http://m/h.org:8443/a?x=1"),
+        ("http://m", "https://user:pw@h.org/a", "http://m/h.org/a"),
+    ],
+)
+def test_mirrored_rewrites_host_and_path(monkeypatch, mirror, url, expected) -> None:
+    if mirror is None:
+        monkeypatch.delenv("PREFLIGHT_MIRROR", raising=False)
+    else:
+        monkeypatch.setenv("PREFLIGHT_MIRROR", mirror)
+    assert mirrored(url) == expected
+
+
+def test_redact_hides_credentials() -> None:
+    shown = redact("https://user:secret@h.org/f.bin?token=abc123&v=2&X-Amz-Signature=zz")
+    assert "secret" not in shown and "abc123" not in shown and "zz" not in shown
+    assert shown.startswith("https://h.org/f.bin?") and "v=2" in shown
+
+
+# --- the happy path, exactly once -----------------------------------------------------------
+def test_downloads_verifies_and_renames(served, tmp_path: Path, payload: bytes) -> None:
+    server, remote, path = served
+    result = fetch_file(remote, tmp_path, **FAST)
+    assert result == FetchResult(tmp_path / "blob.bin", len(payload), result.seconds,
+                                 f"{server.url}{path}", False)
+    assert (tmp_path / "blob.bin").read_bytes() == payload
+    assert leftovers(tmp_path) == ["blob.bin"]  # no temp file left
+    assert len(gets(server, path)) == 1
+
+
+def test_present_file_is_not_downloaded_again(served, tmp_path: Path) -> None:
+    server, remote, path = served
+    fetch_file(remote, tmp_path, **FAST)
+    mtime = (tmp_path / "blob.bin").stat().st_mtime_ns
+    again = fetch_file(remote, tmp_path, **FAST)
+    assert again.already_present and again.bytes_downloaded == 0 and again.url is None
+    assert len(gets(server, path)) == 1
+    assert (tmp_path / "blob.bin").stat().st_mtime_ns == mtime
+
+
+def test_recheck_under_lock_sees_the_file_another_process_finished(served, tmp_path: Path, payload: bytes) -> None:
+    server, remote, path = served
+    results: list[FetchResult] = []
+    with FileLock(str(tmp_path / ".blob.bin.lock")):  # "another process" is downloading
+        worker = threading.Thread(target=lambda: results.append(fetch_file(remote, tmp_path, **FAST)))
+        worker.start()
+        time.sleep(0.3)
+        assert not results, "fetch_file must wait for the lock"
+        (tmp_path / "blob.bin").write_bytes(payload)  # ... and finishes
+    worker.join(10)
+    assert results and results[0].already_present
+    assert gets(server, path) == []
+
+
+def test_threads_racing_download_exactly_once(served, tmp_path: Path) -> None:
+    server, remote, path = served
+    server.fault(path, delay=0.01)  # slow enough that the racers overlap
+    results: list[FetchResult] = []
+    threads = [threading.Thread(target=lambda: results.append(fetch_file(remote, tmp_path, **FAST)))
+               for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(results) == 6
+    assert sum(not r.already_present for r in results) == 1
+    assert len(gets(server, path)) == 1
+
+
+RACER = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from checks.registry import RemoteFile
+from fetchers.download import fetch_file
+r = fetch_file(RemoteFile(*json.loads(sys.argv[2])), sys.argv[3], progress=None, backoff=0.001, chunk_size=65536)
+print(json.dumps({"already_present": r.already_present, "bytes": r.bytes_downloaded}))
+"""
+
+
+def _spawn(code: str, remote: RemoteFile, dest: Path, env: dict[str, str]) -> subprocess.Popen:
+    args = json.dumps([remote.filename, list(remote.urls), remote.size, remote.sha256])
+    return subprocess.Popen([sys.executable, "-c", code, str(REPO), args, str(dest)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_processes_racing_download_exactly_once(served, tmp_path: Path) -> None:
+    server, remote, path = served
+    server.fault(path, delay=0.02)
+    env = {**os.environ, "PREFLIGHT_MIRROR": server.url}
+    procs = [_spawn(RACER, remote, tmp_path, env) for _ in range(3)]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+    results = [json.loads(o[0]) for o in outs]
+    assert sorted(r["already_present"] for r in results) == [False, True, True]
+    assert len(gets(server, path)) == 1
+
+
+# --- temp-then-rename ------------------------------------------------------------------------
+def test_killed_download_leaves_nothing_under_the_final_name(served, tmp_path: Path, payload: bytes) -> None:
+    server, remote, path = served
+    server.fault(path, delay=0.3)  # the server sends 256 KiB per 0.3 s: ~1.2 s for the whole body
+    proc = _spawn(RACER, remote, tmp_path, {**os.environ, "PREFLIGHT_MIRROR": server.url})
+    deadline = time.monotonic() + 20
+    while not any(p.name.endswith(".part") and p.stat().st_size for p in tmp_path.glob(".blob.bin.*")):
+        assert time.monotonic() < deadline and proc.poll() is None, "the download never started"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    assert not (tmp_path / "blob.bin").exists()
+    assert [p for p in leftovers(tmp_path) if p.endswith(".part")]  # the killed run's temp file
+
+    server.reset()
+    result = fetch_file(remote, tmp_path, **FAST)  # the rerun completes and removes the stale temp file
+    assert not result.already_present and (tmp_path / "blob.bin").read_bytes() == payload
+    assert leftovers(tmp_path) == ["blob.bin"]
+
+
+def test_failed_download_leaves_no_file(served, tmp_path: Path, payload: bytes) -> None:
+    server, remote, path = served
+    server.fault(path, body=payload[:-1] + b"!")  # right size, wrong bytes
+    with pytest.raises(DownloadError):
+        fetch_file(remote, tmp_path, **FAST)
+    assert leftovers(tmp_path) == []
+
+
+# --- resume, retries, backoff ----------------------------------------------------------------
+def test_resumes_with_range_after_a_dropped_connection(served, tmp_path: Path, payload: bytes) -> None:
+    server, remote, path = served
+    server.fault(path, drop_after=5 * CHUNK + 1000)  # once
+    result = fetch_file(remote, tmp_path, **FAST)
+    assert (tmp_path / "blob.bin").read_bytes() == payload
+    first, second = gets(server, path)
+    assert (first.range, first.status) == (None, 200)
+    assert second.status == 206 and second.range == f"bytes={5 * CHUNK}-"  # whole chunks kept, then resumed
+    assert result.bytes_downloaded == len(payload)  # nothing downloaded twice
+
+
+def test_resume_keeps_going_while_each_attempt_makes_progress(served, tmp_path: Path, payload: bytes) -> None:
+    server, remote, path = served
+    server.fault(path, drop_after=2 * CHUNK + 10, drop_times=None)  # every response is cut
+    fetch_file(remote, tmp_path, attempts=2, **{k: v for k, v in FAST.items()})
+    assert (tmp_path / "blob.bin").read_bytes() == payload
+    assert len(gets(server, path)) > 2  # far more than `attempts`: progress resets the count
+
+
+def test_server_ignoring_range_restarts_from_zero(served, tmp_path: Path, payload: bytes) -> None:
+    server, remote, path = served
+    server.fault(path, drop_after=5 * CHUNK + 1000, ignore_range=True)
+    result = fetch_file(remote, tmp_path, **FAST)
+    assert (tmp_path / "blob.bin").read_bytes() == payload
+    second = gets(server, path)[1]
+    assert second.range is not None and second.status == 200
+    assert result.bytes_downloaded == 5 * CHUNK + len(payload)
+
+
+def test_content_range_not_matching_the_resume_point_restarts(served, tmp_path: Path, payload: bytes) -> None:
+    server, remote, path = served
+    server.fault(path, drop_after=3 * CHUNK + 5, range_from_zero=True)
+    fetch_file(remote, tmp_path, **FAST)
+    assert (tmp_path / "blob.bin").read_bytes() == payload
+    assert [r.status for r in gets(server, path)] == [200, 206, 200]
+
+
+def test_server_ignoring_range_and_always_dropping_gives_up(served, tmp_path: Path) -> None:
+    server, remote, path = served
+    server.fault(path, drop_after=3 * CHUNK, drop_times=None, ignore_range=True)
+    with pytest.raises(DownloadError, match="gave up after 3 attempts in a row without progress"):
+        fetch_file(remote, tmp_path, attempts=3, **FAST)
+    assert leftovers(tmp_path) == []
+
+
+def test_retries_transient_errors_with_backoff(served, tmp_path: Path, payload: bytes) -> None:
+    server, remote, path = served
+    server.fault(path, status=503, status_times=3)
+    t0 = time.monotonic()
+    fetch_file(remote, tmp_path, **{**FAST, "backoff": 0.05, "max_backoff": 1.0})
+    assert time.monotonic() - t0 >= 0.05 + 0.1 + 0.2  # three doubling delays
+    assert [r.status for r in gets(server, path)] == [503, 503, 503, 200]
+    assert (tmp_path / "blob.bin").read_bytes() == payload
+
+
+def test_gives_up_after_attempts_without_progress(served, tmp_path: Path) -> None:
+    server, remote, path = served
+    server.fault(path, status=503, status_times=None)
+    with pytest.raises(DownloadError) as err:
+        fetch_file(remote, tmp_path, attempts=4, **FAST)
+    assert len(gets(server, path)) == 4
+    assert "gave up after 4 attempts" in str(err.value) and "503" in str(err.value)
+    assert f"{server.url}{path}" in str(err.value)
+    assert leftovers(tmp_path) == []
+
+
+def test_read_timeout_is_retried_then_reported(served, tmp_path: Path) -> None:
+    server, remote, path = served
+    server.fault(path, delay=0.5)
+    with pytest.raises(DownloadError, match="gave up after 2 attempts"):
+        fetch_file(remote, tmp_path, attempts=2, timeout=(2, 0.1), **FAST)
+    assert len(gets(server, path)) == 2
+
+
+# --- recognizing wrong answers ---------------------------------------------------------------
+@pytest.mark.parametrize("content_type", ["text/html; charset=utf-8", "application/octet-stream"])
+def test_html_error_page_is_recognized(served, tmp_path: Path, content_type: str) -> None:
+    server, remote, path = served
+    server.fault(path, html=True, html_content_type=content_type)
+    with pytest.raises(DownloadError) as err:
+        fetch_file(remote, tmp_path, **FAST)
+    msg = str(err.value)
+    assert "got an HTML page instead of blob.bin" in msg and "needs a login or moved" in msg
+    assert f"{server.url}{path}" in msg
+    assert len(gets(server, path)) == 1  # not retried: it is not transient
+    assert leftovers(tmp_path) == []
+
+
+def test_html_page_with_the_exact_pinned_size_is_still_recognized(http_mirror, tmp_path: Path) -> None:
+    from tests.fakes.http_server import HTML_ERROR_PAGE
+
+    remote = pinned(b"x" * len(HTML_ERROR_PAGE), name="labels.json")
+    path = http_mirror.serve_url(URL, HTML_ERROR_PAGE)  # served as application/octet-stream
+    with pytest.raises(DownloadError, match="got an HTML page instead of labels.json"):
+        fetch_file(remote, tmp_path, **FAST)
+    assert len(gets(http_mirror, path)) == 1
+
+
+@pytest.mark.parametrize("size", [999_000, 1_000_500, 0])
+def test_wrong_size_body_is_reported(served, tmp_path: Path, size: int) -> None:
+    server, remote, path = served
+    server.fault(path, wrong_size=size)
+    with pytest.raises(DownloadError, match=r"wrong size: got [\d,]+ bytes of blob.bin, the pinned size is 1,000,000"):
+        fetch_file(remote, tmp_path, **FAST)
+    assert leftovers(tmp_path) == []
+
+
+def test_sha256_mismatch_is_reported(served, tmp_path: Path, payload: bytes) -> None:
+    server, remote, path = served
+    bad = bytes([payload[0] ^ 1]) + payload[1:]
+    server.fault(path, body=bad)
+    with pytest.raises(DownloadError) as err:
+        fetch_file(remote, tmp_path, **FAST)
+    msg = str(err.value)
+    assert hashlib.sha256(bad).hexdigest() in msg and remote.sha256 in msg
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(("status", "words"), [(404, "not there"), (403, "wants a login"), (401, "wants a login")])
+def test_http_errors_name_the_url_and_the_fix(served, tmp_path: Path, status: int, words: str) -> None:
+    server, remote, path = served
+    server.fault(path, status=status, status_times=None)
+    with pytest.raises(DownloadError) as err:
+        fetch_file(remote, tmp_path, **FAST)
+    msg = str(err.value)
+    assert f"{server.url}{path}: HTTP {status}" in msg and words in msg and "Fix:" in msg
+    assert len(gets(server, path)) == 1
+
+
+def test_missing_file_on_the_server_is_a_404(http_mirror, tmp_path: Path) -> None:
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        fetch_file(pinned(b"abc"), tmp_path, **FAST)
+
+
+def test_tokens_in_urls_are_not_printed(http_mirror, tmp_path: Path) -> None:
+    url = "https://files.example.org/f.bin?token=s3cr3t"
+    http_mirror.fault(http_mirror.mirror_path(url), status=403, status_times=None)
+    http_mirror.serve_url(url, b"abc")
+    with pytest.raises(DownloadError) as err:
+        fetch_file(pinned(b"abc", url, name="f.bin"), tmp_path, **FAST)
+    assert "s3cr3t" not in str(err.value) and "token=" in str(err.value)
+
+
+def test_next_mirror_is_tried_when_one_fails(http_mirror, tmp_path: Path, payload: bytes) -> None:
+    urls = ("https://a.example.org/blob.bin", "https://b.example.org/x/blob.bin")
+    bad = http_mirror.serve_url(urls[0], payload)
+    good = http_mirror.serve_url(urls[1], payload)
+    http_mirror.fault(bad, drop_after=3 * CHUNK, body=b"\0" * len(payload))  # partial junk, then sha mismatch
+    result = fetch_file(pinned(payload, *urls), tmp_path, **FAST)
+    assert result.url == f"{http_mirror.url}{good}"
+    assert (tmp_path / "blob.bin").read_bytes() == payload
+
+
+# --- never touch user data; disk space -------------------------------------------------------
+@pytest.mark.parametrize("content", [b"my own notes", None], ids=["other-size", "same-size"])
+def test_existing_different_file_is_reported_not_overwritten(served, tmp_path: Path, payload: bytes, content) -> None:
+    server, remote, path = served
+    content = content if content is not None else b"\1" * len(payload)
+    (tmp_path / "blob.bin").write_bytes(content)
+    with pytest.raises(ExistingFileDiffers) as err:
+        fetch_file(remote, tmp_path, **FAST)
+    assert str(tmp_path / "blob.bin") in str(err.value) and "left untouched" in str(err.value)
+    assert (tmp_path / "blob.bin").read_bytes() == content
+    assert gets(server, path) == []
+
+
+def test_free_disk_space_is_checked_first(served, tmp_path: Path) -> None:
+    server, remote, path = served
+    with pytest.raises(NotEnoughSpace, match="not enough disk space for blob.bin"):
+        fetch_file(remote, tmp_path, required_bytes=10**18, **FAST)
+    assert server.log == [] and leftovers(tmp_path) == []
+
+
+# --- progress --------------------------------------------------------------------------------
+class RecordingBar:
+    def __init__(self, events: list, desc: str, total: int, unit: str) -> None:
+        self.events = events
+        events.append(("start", desc, total, unit))
+
+    def update(self, n: int) -> None:
+        self.events.append(("update", n))
+
+    def reset(self, pos: int) -> None:
+        self.events.append(("reset", pos))
+
+    def close(self, message: str) -> None:
+        self.events.append(("close", message))
+
+
+def test_progress_sink_is_injectable(served, tmp_path: Path, payload: bytes) -> None:
+    server, remote, path = served
+    server.fault(path, drop_after=3 * CHUNK + 7, ignore_range=True)
+    events: list = []
+    fetch_file(remote, tmp_path, **{**FAST, "progress": lambda *a: RecordingBar(events, *a)})
+    assert events[0] == ("start", "blob.bin", len(payload), "B")
+    assert ("reset", 0) in events
+    after_reset = events[events.index(("reset", 0)) + 1:]
+    assert sum(e[1] for e in after_reset if e[0] == "update") == len(payload)
+    assert events[-1][0] == "close" and events[-1][1].startswith("fetched blob.bin (1.0 MB in ")
+
+
+def test_without_a_terminal_one_line_per_artifact(served, tmp_path: Path, capsys) -> None:
+    server, remote, path = served
+    fetch_file(remote, tmp_path, **{**FAST, "progress": "auto"})
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("fetched blob.bin (1.0 MB in ")
+
+
+# --- the real pins against the reference files -----------------------------------------------
+REFERENCE_NAMES = {
+    "class_index": "imagenet_class_index.json",
+    "simple_labels": "imagenet-simple-labels.json",
+    "val_synsets": "ILSVRC2012_val_synsets.txt",
+}
+
+
+def test_real_imagenet_meta_pins_match_the_reference_files(http_mirror, tmp_path: Path, reference_imagenet) -> None:
+    for key, remote in IMAGENET_META_FILES.items():
+        http_mirror.serve_url(remote.urls[0], reference_imagenet / REFERENCE_NAMES[key])
+    for remote in IMAGENET_META_FILES.values():
+        result = fetch_file(remote, tmp_path / "imagenet_meta", **FAST)
+        assert not result.already_present and result.path.name == remote.filename
+        assert hashlib.sha256(result.path.read_bytes()).hexdigest() == remote.sha256
+    assert sorted(leftovers(tmp_path / "imagenet_meta")) == sorted(r.filename for r in IMAGENET_META_FILES.values())
+    assert len(http_mirror.requests(method="GET")) == len(IMAGENET_META_FILES)
+
+
+def test_class_index_falls_back_to_its_legacy_mirror(http_mirror, tmp_path: Path, reference_imagenet) -> None:
+    remote = IMAGENET_META_FILES["class_index"]
+    http_mirror.serve_url(remote.urls[1], reference_imagenet / "imagenet_class_index.json")  # urls[0] -> 404
+    result = fetch_file(remote, tmp_path, **FAST)
+    assert result.url == mirrored(remote.urls[1])
+
+
+# --- the fake server itself ------------------------------------------------------------------
+def test_fake_server_speaks_head_and_ranges(tmp_path: Path) -> None:
+    import requests
+
+    (tmp_path / "h.org" / "d").mkdir(parents=True)
+    (tmp_path / "h.org" / "d" / "f.bin").write_bytes(bytes(range(100)))
+    with FakeHTTPServer(root=tmp_path) as server:
+        url = f"{server.url}/h.org/d/f.bin"
+        head = requests.head(url)
+        assert (head.status_code, head.headers["Content-Length"], head.content) == (200, "100", b"")
+        part = requests.get(url, headers={"Range": "bytes=10-19"})
+        assert (part.status_code, part.headers["Content-Range"], part.content) == (206, "bytes 10-19/100",
+                                                                                    bytes(range(10, 20)))
+        assert requests.get(url, headers={"Range": "bytes=-5"}).content == bytes(range(95, 100))
+        assert requests.get(url, headers={"Range": "bytes=100-"}).status_code == 416
+        assert requests.get(url, headers={"Range": "bytes=90-", "If-Range": '"other"'}).status_code == 200
+        assert requests.get(f"{server.url}/h.org/../etc/passwd").status_code == 404
+        assert [(r.method, r.range, r.status) for r in server.requests()][:2] == [("HEAD", None, 200),
+                                                                                 ("GET", "bytes=10-19", 206)]
