@@ -6,6 +6,7 @@ this file only wires it into pytest.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -207,8 +208,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if checkup.value("fetch-missing"):
         from fetchers.plan import fetch_missing
 
-        checkup.fetched = fetch_missing(checkup.world, [a for a in ASSETS.values() if checkup.selection.touches(a)],
-                                        settings={k: r.value for k, r in checkup.settings.items()})
+        # Output capture off while fetching, so progress bars reach the terminal.
+        capture = config.pluginmanager.getplugin("capturemanager")
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            checkup.fetched = fetch_missing(checkup.world,
+                                            [a for a in ASSETS.values() if checkup.selection.touches(a)],
+                                            settings={k: r.value for k, r in checkup.settings.items()})
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

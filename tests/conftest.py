@@ -12,9 +12,26 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `checks`, `fetchers` and `tests.fakes` import from the repository root
     sys.path.insert(0, str(REPO))
 
+from checks.registry import COCO_KAGGLE_HANDLE  # noqa: E402
 from tests.fakes.http_server import FakeHTTPServer  # noqa: E402
+from tests.fakes.hub_server import FakeHub  # noqa: E402
+from tests.fakes.kaggle_server import FakeKaggle, coco_val2017_files  # noqa: E402
+from tests.fakes.network import loopback_only  # noqa: E402
+
+KAGGLE_USER = "researcher"
+COCO_VAL = coco_val2017_files()
+COCO_OTHER = {"coco2017/train2017/000000000009.jpg": b"not needed",
+              "coco2017/annotations/instances_val2017.json": b"{}"}
 
 REFERENCE_IMAGENET = REPO.parent / "shared" / "reference" / "imagenet"
+
+
+@pytest.fixture(autouse=True)
+def no_network() -> Iterator[list[str]]:
+    """Every self-test: look-ups and connections outside loopback are refused, and fail the test."""
+    with loopback_only() as refused:
+        yield refused
+    assert refused == [], f"traffic outside loopback was attempted: {refused}"
 
 
 @pytest.fixture(scope="session")
@@ -42,8 +59,56 @@ def reference_imagenet() -> Path:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # pytester's in-process runs put sys.modules back as they found it; torch's C extension cannot be
-    # imported a second time, so the heavy libraries are imported once, before any such run.
-    import open_clip  # noqa: F401
-    import torch  # noqa: F401
-    import transformers  # noqa: F401
+    """Warm every lazy import of the model stack once, before any in-process pytester run.
+
+    pytester puts sys.modules back as it found it after each in-process run. torch's C extension
+    cannot be imported twice, and transformers imports its model modules lazily: a module dropped
+    and re-imported gives a second set of classes, and SiglipModel's weight init then fails its
+    isinstance checks. Loading and running the tiny models here imports all of them up front.
+    """
+    import tempfile
+
+    from checks import models
+    from checks.tiny_models import write_tiny_models
+
+    with tempfile.TemporaryDirectory(prefix="preflight-warmup-") as tmp:
+        facts = write_tiny_models(Path(tmp) / "hub", Path(tmp) / "configs")
+        for f in facts.values():
+            models.forward_check(models.load_model(f, Path(tmp) / "hub", "cpu", Path(tmp) / "configs"), f)
+        models.clear_loaded()
+
+
+@pytest.fixture
+def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
+    from huggingface_hub import constants
+
+    with FakeHub() as fake:
+        monkeypatch.setenv("HF_ENDPOINT", fake.url)
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+        for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE"):
+            monkeypatch.delenv(var, raising=False)
+        # The import-time constants, as the env vars would have set them before the import:
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        # Telemetry off: otherwise the User-Agent code asks constants.ENDPOINT (huggingface.co) for its agent list.
+        monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
+        monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "hf" / "token"))  # not the developer's
+        yield fake
+
+
+@pytest.fixture
+def kaggle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeKaggle]:
+    from kagglehub import config
+
+    home = tmp_path / "home"
+    (home / ".kaggle").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(home / ".kaggle"))
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kagglehub"))
+    for var in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_API_ENVIRONMENT",
+                "KAGGLE_KERNEL_RUN_TYPE", "KAGGLE_API_V1_TOKEN", "TBE_RUNTIME_ADDR"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(config, "_kaggle_credentials", None)
+    with FakeKaggle() as fake:
+        fake.add_dataset(COCO_KAGGLE_HANDLE, {**COCO_VAL, **COCO_OTHER})
+        monkeypatch.setenv("PREFLIGHT_KAGGLE_ENDPOINT", fake.url)
+        yield fake

@@ -20,34 +20,14 @@ import pytest
 from checks.registry import COCO_KAGGLE_HANDLE, COCO_KAGGLE_PATH
 from fetchers.download import ExistingFileDiffers
 from fetchers.kaggle import KaggleCredentialsWarning, KaggleFetchError, fetch_coco_kaggle
-from tests.fakes.hub_server import loopback_only
 from tests.fakes.kaggle_server import FakeKaggle, coco_val2017_files
 
-USER = "researcher"
+from tests.conftest import COCO_VAL as VAL
+from tests.conftest import KAGGLE_USER as USER
+
 SECRET = "KGAT_c0ffee_TESTKEY_never_print_9f8e7d"  # recognizable: must never appear in any output
-VAL = coco_val2017_files()
-OTHER = {"coco2017/train2017/000000000009.jpg": b"not needed",
-         "coco2017/annotations/instances_val2017.json": b"{}"}
 
 
-@pytest.fixture
-def kaggle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeKaggle]:
-    from kagglehub import config
-
-    home = tmp_path / "home"
-    (home / ".kaggle").mkdir(parents=True)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(home / ".kaggle"))
-    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kagglehub"))
-    for var in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_API_ENVIRONMENT",
-                "KAGGLE_KERNEL_RUN_TYPE", "KAGGLE_API_V1_TOKEN", "TBE_RUNTIME_ADDR"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(config, "_kaggle_credentials", None)
-    with FakeKaggle() as fake, loopback_only() as refused:
-        fake.add_dataset(COCO_KAGGLE_HANDLE, {**VAL, **OTHER})
-        monkeypatch.setenv("PREFLIGHT_KAGGLE_ENDPOINT", fake.url)
-        yield fake
-    assert refused == [], f"traffic outside loopback was attempted: {refused}"
 
 
 def kaggle_json(key: str = SECRET, mode: int = 0o600) -> Path:

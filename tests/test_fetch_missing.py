@@ -19,14 +19,13 @@ from tests.checkrun import clean_environment, run_checks
 from tests.fakes.hub_server import FakeHub
 from tests.fakes.imagenet_tar import write_val_tar
 from tests.fakes.kaggle_server import FakeKaggle
-from tests.test_fetch_hub import hub  # noqa: F401  (fixture: fake Hub, HF env pointed at it)
-from tests.test_fetch_kaggle import USER, kaggle  # noqa: F401  (fixture: fake Kaggle with COCO val2017)
+from tests.conftest import KAGGLE_USER as USER
 
 KEY = "kaggle-key-for-tests"
 
 
 @pytest.fixture
-def emptied_world(tmp_path: Path, monkeypatch, http_mirror, hub: FakeHub, kaggle: FakeKaggle) -> Path:  # noqa: F811
+def emptied_world(tmp_path: Path, monkeypatch, http_mirror, hub: FakeHub, kaggle: FakeKaggle) -> Path:
     """A tiny world whose assets now live only on the fake servers (and in a downloaded tar)."""
     clean_environment(monkeypatch)  # then put back what the fake-server fixtures had set
     monkeypatch.setenv("PREFLIGHT_MIRROR", http_mirror.url)
@@ -57,7 +56,7 @@ def emptied_world(tmp_path: Path, monkeypatch, http_mirror, hub: FakeHub, kaggle
     return root
 
 
-def assert_each_fetched_once(http_mirror, hub: FakeHub, kaggle: FakeKaggle) -> None:  # noqa: F811
+def assert_each_fetched_once(http_mirror, hub: FakeHub, kaggle: FakeKaggle) -> None:
     for remote in IMAGENET_META_FILES.values():
         gets = http_mirror.requests(http_mirror.mirror_path(remote.urls[0]), method="GET")
         assert len(gets) == 1, (remote.filename, gets)
@@ -70,7 +69,7 @@ def assert_each_fetched_once(http_mirror, hub: FakeHub, kaggle: FakeKaggle) -> N
     assert len(gets) == 5 and len({g.path for g in gets}) == 5
 
 
-def test_fetch_missing_fills_an_empty_world_then_checks_pass(pytester, emptied_world, http_mirror, hub, kaggle):  # noqa: F811
+def test_fetch_missing_fills_an_empty_world_then_checks_pass(pytester, emptied_world, http_mirror, hub, kaggle):
     run = run_checks(pytester, "--fetch-missing", "-m", "not gpu", world=emptied_world)
     assert run.ret == 0, run.result.stdout.str()
     assert set(run.statuses().values()) == {"ready"}, run.statuses()
@@ -88,20 +87,20 @@ def test_fetch_missing_fills_an_empty_world_then_checks_pass(pytester, emptied_w
     assert http_mirror.requests() == [] and hub.requests() == [] and kaggle.log == []  # nothing fetched twice
 
 
-def test_fetch_missing_under_xdist_fetches_each_artifact_once(pytester, emptied_world, http_mirror, hub, kaggle):  # noqa: F811
+def test_fetch_missing_under_xdist_fetches_each_artifact_once(pytester, emptied_world, http_mirror, hub, kaggle):
     run = run_checks(pytester, "--fetch-missing", "-n", "2", "-m", "not gpu and not model", world=emptied_world)
     assert run.report["ok"] is True, run.result.stdout.str()
     assert_each_fetched_once(http_mirror, hub, kaggle)
 
 
-def test_only_what_the_selection_needs_is_fetched(pytester, emptied_world, http_mirror, hub, kaggle):  # noqa: F811
+def test_only_what_the_selection_needs_is_fetched(pytester, emptied_world, http_mirror, hub, kaggle):
     run = run_checks(pytester, "--fetch-missing", "-m", "imagenet", world=emptied_world)
     assert run.ret == 0, run.result.stdout.str()
     assert hub.requests() == [] and kaggle.log == []
     assert not (Path(emptied_world) / "data" / "raw" / "coco_val2017").exists()
 
 
-def test_without_the_flag_nothing_is_fetched(pytester, emptied_world, http_mirror, hub, kaggle):  # noqa: F811
+def test_without_the_flag_nothing_is_fetched(pytester, emptied_world, http_mirror, hub, kaggle):
     run = run_checks(pytester, "-m", "not gpu", world=emptied_world)
     assert run.ret == 1
     assert http_mirror.requests() == [] and hub.requests() == [] and kaggle.log == []
