@@ -69,6 +69,22 @@ def write_hf_snapshot(hf_cache: Path, repo_id: str, files: dict[str, bytes]) -> 
     return snap
 
 
+def snapshot_dir(hf_cache: Path, repo_id: str) -> Path:
+    """The snapshot folder that ``refs/main`` of ``repo_id`` names in ``hf_cache``."""
+    rdir = repo_dir(hf_cache, repo_id)
+    return rdir / "snapshots" / (rdir / "refs" / "main").read_text()
+
+
+def relink_snapshot_file(hf_cache: Path, repo_id: str, name: str, data: bytes) -> None:
+    """As if the cache held other bytes for ``name`` (a planted fault): a new blob named by its etag, relinked."""
+    snap = snapshot_dir(hf_cache, repo_id)
+    blob = snap.parent.parent / "blobs" / etag_for(name, data)
+    blob.write_bytes(data)
+    link = snap / name
+    link.unlink()
+    link.symlink_to(os.path.relpath(blob, link.parent))
+
+
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """open_clip logs "No pretrained weights loaded … initialized randomly" at WARNING: true, and noise here."""

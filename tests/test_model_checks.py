@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from checks.models import repo_dir
 from checks.tiny import WORLD_FILE, build_tiny_world
-from checks.tiny_models import etag_for
+from checks.tiny_models import relink_snapshot_file, snapshot_dir
 from tests.checkrun import clean_environment, run_checks
 
 MODELS = "siglip2 or clip or env or gpu"
@@ -25,17 +24,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def snapshot(world: Path, repo_id: str) -> Path:
-    rdir = repo_dir(world / "hf" / "hub", repo_id)
-    return rdir / "snapshots" / (rdir / "refs" / "main").read_text()
-
-
-def replace_file(world: Path, repo_id: str, name: str, data: bytes) -> None:
-    """As if the cache held other bytes for this file: a new blob named by its etag, relinked."""
-    snap = snapshot(world, repo_id)
-    blob = snap.parent.parent / "blobs" / etag_for(name, data)
-    blob.write_bytes(data)
-    (snap / name).unlink()
-    (snap / name).symlink_to(os.path.relpath(blob, snap))
+    return snapshot_dir(world / "hf" / "hub", repo_id)
 
 
 def nan_weights(path: Path) -> bytes:
@@ -90,7 +79,7 @@ def dims_disagree(world):
 
 def nan_model(world):
     name = "open_clip_model.safetensors"
-    replace_file(world, CLIP_B, name, nan_weights(snapshot(world, CLIP_B) / name))
+    relink_snapshot_file(world / "hf" / "hub", CLIP_B, name, nan_weights(snapshot(world, CLIP_B) / name))
 
 
 FAULTS = [

@@ -31,7 +31,7 @@ from checks.models import (
     verify_blobs,
 )
 from checks.registry import ASSETS, ModelFacts
-from checks.tiny_models import etag_for, write_tiny_models
+from checks.tiny_models import relink_snapshot_file, snapshot_dir, write_tiny_models
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ("siglip2_base", "siglip2_so400m", "clip_b32", "clip_l14")
@@ -82,21 +82,11 @@ def cache(tiny: Tiny, tmp_path: Path) -> Path:
 
 
 def snapshot(hf_cache: Path, facts: ModelFacts) -> Path:
-    rdir = repo_dir(hf_cache, facts.repo_id)
-    return rdir / "snapshots" / (rdir / "refs" / "main").read_text()
+    return snapshot_dir(hf_cache, facts.repo_id)
 
 
 def blob(hf_cache: Path, facts: ModelFacts, name: str) -> Path:
     return (snapshot(hf_cache, facts) / name).resolve()
-
-
-def replace_file(hf_cache: Path, facts: ModelFacts, name: str, data: bytes) -> None:
-    """As if upstream had published different bytes: a new blob named by its etag, relinked."""
-    snap = snapshot(hf_cache, facts)
-    new = snap.parent.parent / "blobs" / etag_for(name, data)
-    new.write_bytes(data)
-    (snap / name).unlink()
-    (snap / name).symlink_to(os.path.relpath(new, snap))
 
 
 # --------------------------------------------------------------------------- tiny models
@@ -333,7 +323,7 @@ def test_wrong_model_class(tiny: Tiny, cache: Path):
     facts = tiny.facts["siglip2_base"]
     cfg = json.loads((snapshot(cache, facts) / "config.json").read_text())
     cfg = {**cfg, **cfg["vision_config"], "model_type": "siglip_vision_model"}  # a vision-tower-only checkpoint
-    replace_file(cache, facts, "config.json", json.dumps(cfg).encode())
+    relink_snapshot_file(cache, facts.repo_id, "config.json", json.dumps(cfg).encode())
     assert cache_report(facts, cache).complete
     with pytest.raises(ModelLoadError, match="AutoModel gave SiglipVisionModel .* expected SiglipModel"):
         load_model(facts, cache, "cpu")
@@ -346,7 +336,7 @@ def test_checkpoint_missing_tensors(tiny: Tiny, cache: Path):
     facts = tiny.facts["siglip2_base"]
     sd = load_file(blob(cache, facts, "model.safetensors"))
     sd = {k: v for k, v in sd.items() if not k.startswith("text_model.head.")}
-    replace_file(cache, facts, "model.safetensors", save(sd, metadata={"format": "pt"}))
+    relink_snapshot_file(cache, facts.repo_id, "model.safetensors", save(sd, metadata={"format": "pt"}))
     assert cache_report(facts, cache).complete
     with pytest.raises(ModelLoadError, match=r"lacks weights .* text_model\.head\.bias, text_model\.head\.weight"):
         load_model(facts, cache, "cpu")
@@ -401,7 +391,7 @@ def test_nan_weights(tiny: Tiny, cache: Path, name: str):
     sd = load_file(blob(cache, facts, fname))
     key = next(k for k in sd if "patch_embed" in k or k == "visual.conv1.weight")
     sd[key].fill_(float("nan"))
-    replace_file(cache, facts, fname, save(sd, metadata={"format": "pt"}))
+    relink_snapshot_file(cache, facts.repo_id, fname, save(sd, metadata={"format": "pt"}))
     assert cache_report(facts, cache).complete  # structurally fine
     res = forward_check(load_model(facts, cache, "cpu", tiny.config_dir), facts)
     assert any("image embeddings are not finite" in p and "--deep" in p for p in res.problems), res.problems

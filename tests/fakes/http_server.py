@@ -18,7 +18,6 @@ import argparse
 import email.utils
 import hashlib
 import re
-import socket
 import sys
 import threading
 import time
@@ -27,6 +26,11 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+if __name__ == "__main__":  # run as a script (benches): `tests.fakes` imports from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.fakes.listeners import Listeners, cut_connection, send_simple  # noqa: E402
 
 HTML_ERROR_PAGE = (
     b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head>"
@@ -67,8 +71,17 @@ class LoggedRequest:
     status: int
 
 
-class FakeHTTPServer:
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):  # clients hang up on purpose here
+            super().handle_error(request, client_address)
+
+
+class FakeHTTPServer(Listeners):
     """Threaded static server on 127.0.0.1 (random port). A context manager; ``url`` is the base URL."""
+
+    listeners = ("http",)
+    server_class = _QuietServer
 
     def __init__(self, files: dict[str, bytes | Path] | None = None, root: Path | None = None,
                  default_fault: Fault | None = None) -> None:
@@ -78,8 +91,7 @@ class FakeHTTPServer:
         self.default_fault = default_fault  # applies to paths without their own fault (e.g. a slow link)
         self.log: list[LoggedRequest] = []
         self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._servers = {}
 
     # -- content and faults -------------------------------------------------------------------
     @staticmethod
@@ -124,40 +136,11 @@ class FakeHTTPServer:
     # -- lifecycle ----------------------------------------------------------------------------
     @property
     def url(self) -> str:
-        assert self._httpd is not None, "server not started"
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        assert self._servers, "server not started"
+        return self._base("http")
 
-    def start(self) -> FakeHTTPServer:
-        server = self
-
-        class Handler(_Handler):
-            owner = server
-
-        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-http", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> FakeHTTPServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address) -> None:
-        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):  # clients hang up on purpose here
-            super().handle_error(request, client_address)
+    def _handler(self, name: str) -> type[BaseHTTPRequestHandler]:
+        return type("Handler", (_Handler,), {"owner": self})
 
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -183,14 +166,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _simple(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8", head: bool = False,
                 extra: dict[str, str] | None = None) -> None:
         self._record(status)
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (extra or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        if not head:
-            self.wfile.write(body)
+        send_simple(self, status, body, content_type, extra, head)
 
     def _serve(self, head: bool) -> None:
         self._path = unquote(urlsplit(self.path).path)
@@ -275,12 +251,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         if limit < stop:  # planted drop: cut the connection mid-body
-            self.wfile.flush()
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            cut_connection(self)
 
 
 def _materialize(content: bytes | Path, fault: Fault | None) -> tuple[bytes | Path, int, float]:

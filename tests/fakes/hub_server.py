@@ -21,17 +21,15 @@ Every request is logged (:class:`HubRequest`) so tests can assert exactly-once d
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import re
-import socket
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
+
+from tests.fakes.listeners import Listeners, cut_connection, send_simple
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".model", ".msgpack", ".h5", ".onnx")
 LFS_MIN_SIZE = 10 * 1024 * 1024
@@ -87,8 +85,11 @@ class HubRequest:
     body_bytes: int  # bytes of body sent (after a planted drop: the bytes before the cut)
 
 
-class FakeHub:
+class FakeHub(Listeners):
     """Threaded fake Hub (random port) plus its "CDN" listener. Context manager; ``url`` is the endpoint."""
+
+    listeners = ("hub", "cdn")
+    thread_prefix = "fake-hub"
 
     def __init__(self, repos: dict[str, Path] | None = None) -> None:
         self.repos: dict[str, HubRepo] = {}
@@ -96,7 +97,7 @@ class FakeHub:
         self._drops: dict[tuple[str, str], int] = {}
         self._corrupt: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
-        self._servers: dict[str, ThreadingHTTPServer] = {}
+        self._servers = {}
         for repo_id, folder in (repos or {}).items():
             self.add_repo(repo_id, folder)
 
@@ -169,31 +170,8 @@ class FakeHub:
     def cdn_url(self) -> str:
         return self._base("cdn")
 
-    def _base(self, name: str) -> str:
-        host, port = self._servers[name].server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> FakeHub:
-        for name in ("hub", "cdn"):
-            handler = type(f"{name.title()}Handler", (_Handler,), {"hub": self, "server_name": name})
-            httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-            httpd.daemon_threads = True
-            threading.Thread(target=httpd.serve_forever, args=(0.05,), name=f"fake-hub-{name}",
-                             daemon=True).start()
-            self._servers[name] = httpd
-        return self
-
-    def stop(self) -> None:
-        for httpd in self._servers.values():
-            httpd.shutdown()
-            httpd.server_close()
-        self._servers.clear()
-
-    def __enter__(self) -> FakeHub:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _handler(self, name: str) -> type[BaseHTTPRequestHandler]:
+        return type(f"{name.title()}Handler", (_Handler,), {"hub": self, "server_name": name})
 
 
 def _cdn_path(repo_id: str, filename: str) -> str:
@@ -231,14 +209,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None, head: bool = False,
               content_type: str = "application/json") -> None:
         self._record(status, 0 if head else len(body))
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        if not head:
-            self.wfile.write(body)
+        send_simple(self, status, body, content_type, headers, head)
 
     def _json(self, obj: object, head: bool = False) -> None:
         self._send(200, json.dumps(obj).encode(), head=head)
@@ -366,9 +337,4 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.wfile.write(data[:sent])
         if sent < len(data):  # planted drop: cut the connection mid-body
-            self.wfile.flush()
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            cut_connection(self)

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import quote, unquote, urlsplit
 
+from tests.fakes.listeners import Listeners
+
 DATASET_SERVICE = "/v1/datasets.DatasetApiService/"
 
 
@@ -65,8 +67,11 @@ class _Dataset:
 
 
 @dataclass
-class FakeKaggle:
+class FakeKaggle(Listeners):
     """Threaded fake Kaggle API + storage (random ports). Context manager; ``url`` is the API endpoint."""
+
+    listeners = ("api", "storage")
+    thread_prefix = "fake-kaggle"
 
     page_size_cap: int = 2
     allow_anonymous: bool = False
@@ -125,31 +130,8 @@ class FakeKaggle:
     def storage_url(self) -> str:
         return self._base("storage")
 
-    def _base(self, name: str) -> str:
-        host, port = self._servers[name].server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> FakeKaggle:
-        for name in ("api", "storage"):
-            handler = type(f"Kaggle{name.title()}Handler", (_Handler,), {"fake": self, "server_name": name})
-            httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-            httpd.daemon_threads = True
-            threading.Thread(target=httpd.serve_forever, args=(0.05,), name=f"fake-kaggle-{name}",
-                             daemon=True).start()
-            self._servers[name] = httpd
-        return self
-
-    def stop(self) -> None:
-        for httpd in self._servers.values():
-            httpd.shutdown()
-            httpd.server_close()
-        self._servers.clear()
-
-    def __enter__(self) -> FakeKaggle:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _handler(self, name: str) -> type[BaseHTTPRequestHandler]:
+        return type(f"Kaggle{name.title()}Handler", (_Handler,), {"fake": self, "server_name": name})
 
 
 _STORAGE = re.compile(r"^/storage/(?P<owner>[^/]+)/(?P<slug>[^/]+)/(?P<version>\d+)/(?P<path>.+)$")
