@@ -11,6 +11,8 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
+from filelock import FileLock
+
 from checks.scan import FileEntry
 
 
@@ -31,12 +33,14 @@ class VerifyCache:
     def __init__(self, path: Path | None = None):
         self.path = path or default_cache_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS passed (kind TEXT, path TEXT, size INTEGER, mtime_ns INTEGER, "
-            "PRIMARY KEY (kind, path))"
-        )
+        # Switching to WAL needs the database to itself: workers starting together take turns.
+        with FileLock(f"{self.path}.lock"):
+            self._db = sqlite3.connect(self.path, timeout=60)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS passed (kind TEXT, path TEXT, size INTEGER, mtime_ns INTEGER, "
+                "PRIMARY KEY (kind, path))"
+            )
 
     def passed(self, kind: str, keys: Iterable[tuple[str, int, int]]) -> set[str]:
         rows = {p: (s, m) for p, s, m in self._db.execute(

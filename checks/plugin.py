@@ -18,12 +18,14 @@ import pytest
 
 from checks.findings import Finding
 from checks.options import OPTIONS, OptionError, Resolved, resolve
+from checks.presence import asset_state
 from checks.registry import ASSETS, SELECTORS, Asset, all_markers
 from checks.report import Report
 from checks.world import World
 
 ASSET_KEY = "preflight_asset"
 NOTE_KEY = "preflight_note"
+REQUIRED_KEY = "preflight_required"
 INFO_KEY = "preflight_info"
 SIZE_KEY = "preflight_size"
 
@@ -39,20 +41,27 @@ def _matches(markexpr: str, names: set[str]) -> bool:
 
 @dataclass(frozen=True)
 class Selection:
-    """Which assets a `-m` expression touches, and which of those it requires."""
+    """What a `-m` expression selects: which assets it touches, which checks it requires.
+
+    A check is judged per phase: it is required when the expression selects it as a check of a
+    phase (or experiment) that requires its asset, e.g. `-m phase2` selects SigLIP2 checks for
+    phase 2, where SigLIP2 is optional, although they carry the marker phase1 too.
+    """
 
     markexpr: str = ""
 
-    def _hits(self, asset: Asset, selectors: frozenset[str]) -> bool:
-        if not self.markexpr:
-            return bool(selectors)
-        return any(_matches(self.markexpr, {s, asset.family}) for s in selectors)
+    def _matches(self, names: set[str]) -> bool:
+        return not self.markexpr or _matches(self.markexpr, names)
+
+    def requires(self, asset: Asset, item_markers: set[str]) -> bool:
+        others = set(SELECTORS)
+        return any(self._matches(item_markers - (others - {s})) for s in asset.required_in)
 
     def touches(self, asset: Asset) -> bool:
-        return self._hits(asset, asset.selectors)
-
-    def requires(self, asset: Asset) -> bool:
-        return self._hits(asset, asset.required_in)
+        """Some check of ``asset`` is selected (decided before collection, for --fetch-missing)."""
+        extras = list(asset.check_markers)
+        combos = [{m for i, m in enumerate(extras) if mask >> i & 1} for mask in range(2 ** len(extras))]
+        return any(self._matches({s, asset.family} | combo) for s in asset.selectors for combo in combos)
 
     def describe(self) -> str:
         return f"-m {self.markexpr!r}" if self.markexpr else "all phases"
@@ -72,6 +81,7 @@ class Checkup:
     tiny_root: Path | None = None
     fetched: dict[str, str] = field(default_factory=dict)
     owns_tiny_root: bool = False  # built by this session, removed at its end
+    presence_selected: dict[str, bool] = field(default_factory=dict)  # asset -> its test_present runs
 
     def value(self, name: str):
         return self.settings[name].value
@@ -79,6 +89,14 @@ class Checkup:
     @property
     def device(self) -> str:
         return self.value("device")
+
+    def fix(self, asset: Asset) -> str:
+        """The registry's fix, pointed at this data root when it is not the default one."""
+        root = self.settings["data-root"]
+        if asset.kind != "data" or root.source == "default" or self.tiny_root:
+            return asset.fix
+        command, sep, note = asset.fix.partition(" (")
+        return f"{command} --data-root={root.value}{sep}{note}"
 
     @cached_property
     def verify_cache(self):
@@ -157,6 +175,7 @@ def pytest_configure(config: pytest.Config) -> None:
     _check_markers_registered(config)
     checkup = Checkup(_settings(config), Selection(config.option.markexpr or ""), config.rootpath)
     config.stash[CHECKUP] = checkup
+    config.pluginmanager.register(PresenceRecorder(), "preflight-presence")
     if not _is_worker(config):
         config.pluginmanager.register(ReadinessReporter(config), "preflight-report")
     if config.pluginmanager.hasplugin("xdist"):
@@ -269,6 +288,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if has_xdist and asset.kind == "model":
             item.add_marker(pytest.mark.xdist_group(asset.name))  # one copy of each model per run
         item.user_properties.append((ASSET_KEY, asset.name))
+        markers = {m.name for m in item.iter_markers()}
+        item.user_properties.append((REQUIRED_KEY, config.stash[CHECKUP].selection.requires(asset, markers)))
+
+
+class PresenceRecorder:
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        """After `-m` deselected: which assets still have their presence check in this run."""
+        checkup = config.stash[CHECKUP]
+        for item in items:
+            if getattr(item, "originalname", item.name) == "test_present":
+                checkup.presence_selected[dict(item.user_properties)[ASSET_KEY]] = True
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -281,7 +312,7 @@ class AssetUnderCheck:
         self.asset = asset
         self.checkup = checkup
         self.world = checkup.world
-        self.required = checkup.selection.requires(asset)
+        self.required = dict(node.user_properties).get(REQUIRED_KEY, True)
         self._node = node
 
     @property
@@ -298,27 +329,11 @@ class AssetUnderCheck:
 
     @property
     def fix(self) -> str:
-        return self.asset.fix
+        return self.checkup.fix(self.asset)
 
     def state(self) -> tuple[str, str]:
         """("present" | "absent" | "broken", detail)."""
-        path = self.path
-        if self.asset.kind == "data":
-            if path.is_symlink() and not path.exists():
-                return "broken", f"{path} is a symlink to {os.readlink(path)}, which does not exist"
-            if path.exists() and not path.is_dir():
-                return "broken", f"{path} exists but is not a folder"
-            if not path.is_dir():
-                return "absent", f"{path} does not exist"
-            if not any(not p.name.startswith(".") for p in path.iterdir()):
-                return "absent", f"{path} is empty"  # e.g. only the lock files of a fetch that failed
-            return "present", ""
-        if self.asset.kind == "model":
-            snapshots = path / "snapshots"
-            if snapshots.is_dir() and any(snapshots.iterdir()):
-                return "present", ""
-            return "absent", f"{self.asset.location} is not in the Hugging Face cache {self.world.hf_cache}"
-        return "present", ""
+        return asset_state(self.world, self.asset)
 
     def check_present(self) -> None:
         """The presence check: a required asset that is absent fails; an optional one skips."""
@@ -335,11 +350,19 @@ class AssetUnderCheck:
                         f"{self.checkup.selection.describe()}: {detail} — to add it: {self.fix}")
 
     def needs_present(self) -> None:
-        """Every other check of an asset: nothing to check when it is not there."""
+        """Every other check of an asset: nothing to check when it is not there.
+
+        Skipped when the presence check already says so; failed when that check is not selected
+        (e.g. `-m model`), so a required asset that is absent can never read as ready.
+        """
         state, detail = self.state()
-        if state != "present":
-            kind = "optional-absent" if state == "absent" and not self.required else "not-checked"
-            pytest.skip(f"{kind}: {self.name} is {state} ({detail})")
+        if state == "present":
+            return
+        if self.required and not self.checkup.presence_selected.get(self.name):
+            pytest.fail(f"{'missing' if state == 'absent' else 'broken'}: {self.name} ({self.asset.title}): "
+                        f"{detail} — fix: {self.fix}", pytrace=False)
+        kind = "optional-absent" if state == "absent" and not self.required else "not-checked"
+        pytest.skip(f"{kind}: {self.name} is {state} ({detail})")
 
     def needs(self, other: str, what: object, why: str) -> None:
         """A cross-check that needs another asset's data (``what``); skip as not-checked without it."""
@@ -404,10 +427,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     config = metafunc.config
     deep = config.stash[CHECKUP].value("deep")
-    workers = config.getoption("numprocesses", None) if config.pluginmanager.hasplugin("xdist") else None
-    count = 1
-    if deep and workers:
-        count = 4 * (os.cpu_count() or 1 if workers in ("auto", "logical") else int(workers))
+    # Only xdist workers collect under -n; they know how many they are.
+    workers = config.workerinput["workercount"] if _is_worker(config) else 1
+    count = 4 * workers if deep and workers > 1 else 1
     metafunc.parametrize("deep_shard", [(i, count) for i in range(count)],
                          ids=[f"shard{i + 1}of{count}" for i in range(count)])
 
@@ -435,14 +457,14 @@ class ReadinessReporter:
     def __init__(self, config: pytest.Config):
         self.config = config
         self.checkup: Checkup = config.stash[CHECKUP]
-        self.report = Report(self.checkup.selection.describe())
+        self.report = Report(self.checkup.selection.describe(), {n: self.checkup.fix(a) for n, a in ASSETS.items()})
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         props = report.user_properties
         name = next((v for k, v in props if k == ASSET_KEY), None)
         if name is None or (report.when != "call" and not (report.failed or report.skipped)):
             return
-        row = self.report.row(name, self.checkup.selection.requires(ASSETS[name]))
+        row = self.report.row(name, dict(props).get(REQUIRED_KEY, True))
         sizes = [v for k, v in props if k == SIZE_KEY]
         if sizes:
             row.size = sizes[-1]
@@ -462,6 +484,8 @@ class ReadinessReporter:
         out = self.checkup.value("report-json")
         if out is not None:
             self.report.write_json(out)
+        if self.report.rows and not self.report.ok and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a required check could not run
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if not self.report.rows:

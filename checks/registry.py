@@ -170,6 +170,11 @@ class Asset:
     def markers(self) -> tuple[str, ...]:
         return tuple(sorted(self.selectors)) + (self.family,)
 
+    @property
+    def check_markers(self) -> tuple[str, ...]:
+        """Markers that some of this asset's checks add on top of ``markers``."""
+        return {"data": ("deep",), "model": ("model", "gpu", "deep"), "environment": ("model",)}.get(self.kind, ())
+
 
 def _with_experiments(*phases: str) -> frozenset[str]:
     return frozenset(phases) | frozenset(e for p in phases for e in PHASES[p])

@@ -46,10 +46,12 @@ class AssetRow:
     passed: int = 0
     failed: list[str] = field(default_factory=list)  # first lines of failure messages
     declared: set[str] = field(default_factory=set)  # statuses declared by failures/skips
-    not_checked: list[str] = field(default_factory=list)
+    not_checked: list[str] = field(default_factory=list)  # checks that could not run
+    not_requested: list[str] = field(default_factory=list)  # checks the user chose not to run
     notes: list[str] = field(default_factory=list)  # warnings
     info: list[str] = field(default_factory=list)  # facts: load time, memory, device
     fetched: str = ""
+    fix_command: str = ""
 
     @property
     def status(self) -> str:
@@ -65,7 +67,7 @@ class AssetRow:
 
     @property
     def fix(self) -> str:
-        return ASSETS[self.name].fix if self.status in ("missing", "broken", "optional-absent") else ""
+        return self.fix_command if self.status in ("missing", "broken", "optional-absent") else ""
 
     def as_dict(self) -> dict:
         return {
@@ -75,6 +77,7 @@ class AssetRow:
             "path": self.path,
             "size": self.size,
             "problems": self.failed + [f"not checked: {m}" for m in self.not_checked],
+            "not_requested": self.not_requested,
             "notes": self.notes,
             "info": self.info,
             "fetched": self.fetched or None,
@@ -83,13 +86,14 @@ class AssetRow:
 
 
 class Report:
-    def __init__(self, selection: str):
+    def __init__(self, selection: str, fixes: dict[str, str] | None = None):
         self.selection = selection
+        self.fixes = fixes or {}  # asset -> the command that fixes it here (default: the registry's)
         self.rows: dict[str, AssetRow] = {}
 
     def row(self, name: str, required: bool) -> AssetRow:
         if name not in self.rows:
-            self.rows[name] = AssetRow(name, required)
+            self.rows[name] = AssetRow(name, required, fix_command=self.fixes.get(name, ASSETS[name].fix))
         return self.rows[name]
 
     def add(self, name: str, required: bool, outcome: str, message: str, notes: list[str],
@@ -98,7 +102,11 @@ class Report:
         row.notes.extend(n for n in notes if n not in row.notes)
         row.info.extend(n for n in info if n not in row.info)
         declared = classify(message) if message else None
-        if declared == "not-requested":
+        if declared == "not-requested":  # the user's choice (--device cpu, no --deep): not a gap
+            if outcome == "skipped":
+                line = first_line(message)
+                if line not in row.not_requested:
+                    row.not_requested.append(line)
             return
         if declared:
             row.declared.add(declared)
@@ -106,7 +114,7 @@ class Report:
             row.passed += 1
         elif outcome == "failed":
             asset = ASSETS[name]
-            line = first_line(message).removesuffix(f" — fix: {asset.fix}").removeprefix(f"{name} ({asset.title}): ")
+            line = first_line(message).removesuffix(f" — fix: {row.fix_command}").removeprefix(f"{name} ({asset.title}): ")
             row.failed.append(line or "failed")
         elif outcome == "skipped" and declared == "not-checked":
             line = first_line(message)
@@ -115,7 +123,9 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return not any(r.status in ("missing", "broken") for r in self.rows.values())
+        """Ready: nothing missing or broken, and nothing required left unchecked unless by choice."""
+        return not any(r.status in ("missing", "broken") or (r.required and r.not_checked)
+                       for r in self.rows.values())
 
     def ordered(self) -> list[AssetRow]:
         order = list(ASSETS)
@@ -145,6 +155,8 @@ class Report:
                 out.append(f"    ✗ … and {len(row.failed) - 4} more failing checks")
             for line in row.not_checked[:3] if row.status not in ("missing", "optional-absent") else ():
                 out.append(f"    - not checked: {_cut(line, width)}")
+            for line in row.not_requested[:2] if not row.passed else ():
+                out.append(f"    - not checked (as asked): {_cut(line, width)}")
             for line in row.info:
                 out.append(f"    · {_cut(line, width)}")
             for note in row.notes[:3]:

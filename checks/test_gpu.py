@@ -8,7 +8,7 @@ pytestmark = pytest.mark.asset("gpu")
 @pytest.fixture
 def gpu(checkup):
     if checkup.device == "cpu":
-        pytest.skip("not-checked: --device cpu: the GPU is not checked (forward passes run on the CPU)")
+        pytest.skip("not-requested: --device cpu: the GPU is not checked (forward passes run on the CPU)")
     return checkup.gpu_report
 
 

@@ -27,7 +27,8 @@ from checks.registry import (
     Asset,
 )
 from checks.world import World
-from fetchers.download import DownloadError, check_free_space, fetch_file
+from checks.presence import free_empty_folder, needs_fetch
+from fetchers.download import check_free_space, fetch_file, redact
 
 IMAGENET_TAR_NAMES = ("ILSVRC2012_img_val.tar", "val_blurred.tar.gz")
 DOWNLOADS = "downloads"  # <data root>/downloads: archives kept after fetching
@@ -107,17 +108,23 @@ def fetch_coco(world: World, settings: dict) -> str:
 def fetch_coco_official(world: World, settings: dict) -> str:
     """The cocodataset.org zip (pinned sha256), extracted into a temp folder renamed into place."""
     t0 = time.monotonic()
+    _refuse_existing(world.path("coco_val2017"))  # before 815 MB of download, not after
     downloads = world.data_root / DOWNLOADS
     result = fetch_file(COCO_VAL_ZIP, downloads, progress=settings.get("progress", "auto"))
     extract_coco_zip(result.path, world.path("coco_val2017"))
     return _summary(result.bytes_downloaded, time.monotonic() - t0, "fetched and extracted")
 
 
+def _refuse_existing(dest: Path) -> None:
+    if dest.exists() or dest.is_symlink():
+        raise FetchError(f"{dest} already exists; it was left untouched and nothing was extracted. Fix: if it is "
+                         "stale, move it away and rerun; if it holds COCO val2017, fix what the checks report instead")
+
+
 def extract_coco_zip(zip_path: Path, dest: Path) -> None:
     """Extract ``val2017/*.jpg`` into ``dest``: temp folder first, renamed into place when complete."""
     with FileLock(str(dest.parent / f".{dest.name}.lock")):
-        if dest.exists() or dest.is_symlink():
-            return
+        _refuse_existing(dest)
         with zipfile.ZipFile(zip_path) as zf:
             members = [m for m in zf.infolist() if not m.is_dir()]
             unsafe = [m.filename for m in members if m.filename.startswith("/") or ".." in Path(m.filename).parts
@@ -155,18 +162,6 @@ FETCHERS: dict[str, Callable[[World, dict], str]] = {
 }
 
 
-def is_absent(world: World, asset: Asset) -> bool:
-    """Nothing there yet (or, for the metadata folder, a file missing): a fetch would add, not replace."""
-    path = world.path(asset)
-    if asset.kind == "model":
-        snapshots = path / "snapshots"
-        return not (snapshots.is_dir() and any(snapshots.iterdir()))
-    if asset.name == "imagenet_meta":
-        names = [f.filename for f in IMAGENET_META_FILES.values()] + [WNID_TO_LABEL_FILENAME]
-        return not all((path / n).is_file() for n in names)
-    return not path.exists() and not path.is_symlink()
-
-
 def fetch_missing(world: World, assets: Iterable[Asset], settings: dict,
                   log: Callable[[str], None] = print) -> dict[str, str]:
     """Fetch each absent asset that has a fetcher; return name -> what happened (for the report).
@@ -177,12 +172,13 @@ def fetch_missing(world: World, assets: Iterable[Asset], settings: dict,
     outcome = {}
     for name, fetch in FETCHERS.items():
         asset = ASSETS[name]
-        if name not in wanted or not is_absent(world, asset):
+        if name not in wanted or not needs_fetch(world, asset):
             continue
+        free_empty_folder(world, asset)
         log(f"preflight: fetching {name} ({asset.title}, {asset.size_hint})")
         try:
             outcome[name] = fetch(world, settings)
-        except (DownloadError, FetchError, OSError, RuntimeError) as e:
-            outcome[name] = "fetch failed: " + " ".join(str(e).split())  # one line for the table
+        except Exception as e:  # any failure becomes the asset's row, never a crashed session
+            outcome[name] = "fetch failed: " + redact(" ".join(str(e).split()))  # one line for the table
         log(f"preflight: {name}: {outcome[name]}")
     return outcome

@@ -400,3 +400,33 @@ def test_real_meta_files_pass_and_keep_known_duplicates(full_scale_root):
         assert check(meta_, facts, "fix") == [], check.__name__
     assert imagenet.check_class_index_sorted(meta_, "fix") == []
     assert VAL_NAME.fullmatch("ILSVRC2012_val_00050000.JPEG")
+
+
+def test_required_asset_is_missing_even_when_its_presence_check_is_deselected(pytester, world):
+    shutil.rmtree(meta(world))
+    run = run_checks(pytester, "-m", "imagenet", "-k", "test_imagenet_meta and not test_present", world=world)
+    assert run.ret == 1 and run.status("imagenet_meta") == "missing"
+
+
+def test_a_required_check_that_could_not_run_is_not_ready(pytester, world):
+    """imagenet_val present, its label checks need the metadata, which is not selected: not ready, exit 1."""
+    shutil.rmtree(meta(world))
+    run = run_checks(pytester, "-m", "imagenet", "-k", "test_imagenet_val", world=world)
+    assert run.failed() == set()
+    assert run.status("imagenet_val") == "not-checked"
+    assert run.report["ok"] is False and run.ret == 1
+    run.result.stdout.fnmatch_lines(["*NOT READY*"])
+
+
+def test_fix_commands_name_a_non_default_data_root(pytester, tmp_path, monkeypatch):
+    clean_environment(monkeypatch)
+    run = run_checks(pytester, "-m", "imagenet", f"--data-root={tmp_path / 'raw'}")
+    row = next(a for a in run.report["assets"] if a["name"] == "imagenet_meta")
+    assert row["fix"] == f"python -m fetchers --imagenet-map --data-root={tmp_path / 'raw'}"
+
+
+def test_deep_decoding_is_sharded_over_xdist_workers(pytester, world):
+    run = run_checks(pytester, "-m", "imagenet", "--deep", "-n", "2", world=world)
+    assert run.ret == 0, run.result.stdout.str()
+    shards = {k for k in run.outcomes() if "test_images_decode" in k}
+    assert len(shards) == 8 and all(k.endswith("of8]") for k in shards)

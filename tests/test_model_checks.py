@@ -180,3 +180,12 @@ def test_data_only_checks_never_import_torch(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLIGHT_")}
     out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, env=env, capture_output=True, text=True)
     assert "NO_TORCH" in out.stdout, out.stdout[-3000:]
+
+
+def test_model_marker_expression_keeps_required_models_required(pytester, tmp_path, monkeypatch):
+    """`-m "phase1 and model"` deselects the presence checks; absent models must still fail, not skip."""
+    clean_environment(monkeypatch)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    run = run_checks(pytester, "-m", "phase1 and model and clip", f"--data-root={tmp_path / 'raw'}", "--device=cpu")
+    assert run.ret == 1
+    assert run.statuses() == {"clip_b32": "missing", "clip_l14": "missing"}
