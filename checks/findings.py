@@ -39,6 +39,3 @@ class Finding:
             parts.append(f"fix: {self.fix}")
         return " — ".join(parts)
 
-
-def plural(n: int, word: str) -> str:
-    return f"{n:,} {word}" + ("" if n == 1 else "s")

@@ -287,9 +287,6 @@ class ValTree:
     def other_files(self) -> list[FileEntry]:
         return [f for f in self.files if not is_image_name(f.name) and not is_harmless(f.name)]
 
-    @cached_property
-    def harmless_files(self) -> list[FileEntry]:
-        return [f for f in self.files if is_harmless(f.name)]
 
 
 def detect_variant(files: list[FileEntry], official: ImageNetValFacts) -> ImageNetValFacts:
@@ -436,8 +433,4 @@ def check_jpeg_signature(files: list[FileEntry], root: Path, fix: str) -> list[F
         return []
     return [Finding("files that do not start with a JPEG signature (ff d8 ff)", bad, total=len(files),
                     where=str(root), fix=fix)]
-
-
-def summarize(findings: list[Finding]) -> str:
-    return "\n".join(f.message() for f in findings)
 

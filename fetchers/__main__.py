@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import configparser
 import os
 import sys
 from pathlib import Path
@@ -40,11 +41,31 @@ def parser() -> argparse.ArgumentParser:
 
 def selected(args: argparse.Namespace) -> list[str]:
     if args.all:
-        names = [n for names in GROUPS.values() for n in names]
-        return names if args.reorganize_imagenet else [n for n in names if n != "imagenet_val"]
+        return [n for names in GROUPS.values() for n in names]
     wanted = {"--siglip2": args.siglip2, "--clip": args.clip, "--imagenet-map": args.imagenet_map,
               "--coco": args.coco, "--reorganize-imagenet": args.reorganize_imagenet is not None}
     return [n for flag, names in GROUPS.items() if wanted.get(flag) for n in names]
+
+
+def ini_values(path: Path = PROJECT / "pytest.ini") -> dict[str, str]:
+    """The project's preflight_* ini keys, so the CLI and pytest agree on the data root."""
+    parser = configparser.ConfigParser()
+    parser.read(path)
+    return dict(parser["pytest"]) if parser.has_section("pytest") else {}
+
+
+def settings_from(args: argparse.Namespace) -> dict:
+    ini = ini_values()
+    cli = {"data-root": args.data_root, "coco-source": args.coco_source, "imagenet-tar": args.reorganize_imagenet}
+    out = {}
+    for name, value in cli.items():
+        opt = OPTIONS[name]
+        resolved = resolve(opt, None if value is None else str(value), os.environ, ini.get(opt.ini), "pytest.ini")
+        out[name] = resolved.value
+        if name == "data-root" and resolved.source in ("default", "ini key preflight_data_root in pytest.ini") \
+                and not resolved.value.is_absolute():
+            out[name] = PROJECT / resolved.value  # relative to the project, as under pytest
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,26 +77,28 @@ def main(argv: list[str] | None = None) -> int:
               "--reorganize-imagenet TAR", file=sys.stderr)
         return 2
     try:
-        data_root = resolve(OPTIONS["data-root"], None if args.data_root is None else str(args.data_root)).value
-        coco_source = resolve(OPTIONS["coco-source"], args.coco_source).value
+        settings = settings_from(args)
     except OptionError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if not data_root.is_absolute() and args.data_root is None and "PREFLIGHT_DATA_ROOT" not in os.environ:
-        data_root = PROJECT / data_root  # the default is relative to the project, like pytest's
-    from fetchers.plan import FETCHERS, FetchError
+    from fetchers.download import redact
+    from fetchers.plan import FETCHERS, find_imagenet_tar
 
-    world = World(data_root.absolute())
-    settings = {"coco-source": coco_source, "imagenet-tar": args.reorganize_imagenet}
+    world = World(Path(settings["data-root"]).absolute())
+    if args.all and "imagenet_val" in names and find_imagenet_tar(world, settings) is None:
+        names.remove("imagenet_val")
+        print("imagenet_val: skipped: no ImageNet val tar given or found in "
+              f"{world.data_root / 'downloads'} (download it from https://image-net.org, then run "
+              "python -m fetchers --reorganize-imagenet PATH)")
     failed = 0
     for name in (n for n in FETCHERS if n in names):
         asset = ASSETS[name]
         print(f"{name}: fetching {asset.title} ({asset.size_hint}) -> {world.path(asset)}", flush=True)
         try:
             print(f"{name}: {FETCHERS[name](world, settings)}")
-        except (FetchError, OSError, RuntimeError) as e:
+        except Exception as e:  # every failure is reported, and the other fetches still run
             failed += 1
-            print(f"{name}: FAILED: {e}", file=sys.stderr)
+            print(f"{name}: FAILED: {redact(str(e))}", file=sys.stderr)
     if failed:
         print(f"{failed} of {len(names)} fetches failed; nothing already there was changed", file=sys.stderr)
     return 1 if failed else 0

@@ -120,3 +120,39 @@ def test_imagenet_without_a_tar_explains_the_manual_steps(pytester, emptied_worl
     run = run_checks(pytester, "--fetch-missing", "-m", "imagenet", world=emptied_world)
     message = run.message("test_imagenet_val.py::test_present")
     assert "image-net.org" in message and "--imagenet-tar" in message
+
+
+def test_empty_folders_and_partial_snapshots_are_completed(pytester, emptied_world, hub):
+    data = Path(emptied_world) / "data" / "raw"
+    (data / "imagenet_val").mkdir()  # as left by an interrupted copy: empty, so nothing of the user's
+    (data / "coco_val2017").mkdir()
+    run = run_checks(pytester, "--fetch-missing", "-m", "not gpu", world=emptied_world)
+    assert run.ret == 0, run.result.stdout.str()
+    repo = Path(emptied_world) / "hf" / "hub" / "models--google--siglip2-base-patch16-224"
+    snapshot = next((repo / "snapshots").iterdir())
+    (snapshot / "model.safetensors").resolve().unlink()  # an interrupted fetch of the weights: no blob,
+    (snapshot / "model.safetensors").unlink()  # no link
+    hub.clear_log()
+    run = run_checks(pytester, "--fetch-missing", "-m", "siglip2", world=emptied_world)
+    assert run.ret == 0, run.result.stdout.str()
+    assert len(hub.downloads("google/siglip2-base-patch16-224", "model.safetensors")) == 1
+
+
+def test_coco_zip_extraction_is_safe_and_atomic(tmp_path):
+    import zipfile
+
+    from fetchers.plan import FetchError, extract_coco_zip
+
+    good = tmp_path / "good.zip"
+    with zipfile.ZipFile(good, "w") as zf:
+        zf.writestr("val2017/000000000139.jpg", b"\xff\xd8\xff jpeg")
+    extract_coco_zip(good, tmp_path / "coco_val2017")
+    assert (tmp_path / "coco_val2017" / "000000000139.jpg").read_bytes() == b"\xff\xd8\xff jpeg"
+    assert not list(tmp_path.glob(".coco_val2017.partial-*"))
+
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("val2017/../../escaped.jpg", b"x")
+    with pytest.raises(FetchError, match="unexpected or unsafe members"):
+        extract_coco_zip(evil, tmp_path / "other")
+    assert not (tmp_path / "other").exists() and not (tmp_path.parent / "escaped.jpg").exists()
