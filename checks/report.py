@@ -52,6 +52,7 @@ class AssetRow:
     info: list[str] = field(default_factory=list)  # facts: load time, memory, device
     fetched: str = ""
     fix_command: str = ""
+    specific_fixes: list[str] = field(default_factory=list)  # fixes that failing checks named themselves
 
     @property
     def status(self) -> str:
@@ -67,7 +68,11 @@ class AssetRow:
 
     @property
     def fix(self) -> str:
-        return self.fix_command if self.status in ("missing", "broken", "optional-absent") else ""
+        """What a failing check itself said to do (e.g. the `mv` for a nested tree), else the asset's fix."""
+        if self.status not in ("missing", "broken", "optional-absent"):
+            return ""
+        return "; or ".join(self.specific_fixes[:2]) if self.status == "broken" and self.specific_fixes \
+            else self.fix_command
 
     def as_dict(self) -> dict:
         return {
@@ -114,8 +119,10 @@ class Report:
             row.passed += 1
         elif outcome == "failed":
             asset = ASSETS[name]
-            line = first_line(message).removesuffix(f" — fix: {row.fix_command}").removeprefix(f"{name} ({asset.title}): ")
-            row.failed.append(line or "failed")
+            problem, _, fix = first_line(message).removeprefix(f"{name} ({asset.title}): ").partition(" — fix: ")
+            row.failed.append(problem or "failed")
+            if fix and fix != row.fix_command and fix not in row.specific_fixes:
+                row.specific_fixes.append(fix)
         elif outcome == "skipped" and declared == "not-checked":
             line = first_line(message)
             if line not in row.not_checked:
