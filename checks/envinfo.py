@@ -13,8 +13,8 @@ import os
 import re
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
+from checks.redact import redact
 from checks.world import default_hf_cache
 
 # display name -> distribution name
@@ -62,14 +62,10 @@ def torch_cuda_build() -> str | None:
     return m.group(1) if m else None
 
 
-def _redact(url: str | None) -> str | None:
-    """A URL without user:password@ (mirrors can carry credentials)."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        parts = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else ""))
-    return urlunsplit(parts)
+def _env_url(name: str) -> str | None:
+    """An environment variable holding a URL, without credentials (mirrors can carry them)."""
+    value = os.environ.get(name)
+    return redact(value) if value else value
 
 
 def environment_summary() -> dict[str, object]:
@@ -81,11 +77,11 @@ def environment_summary() -> dict[str, object]:
         **{name: version_of(name) for name in PACKAGES},
         "torch_cuda_build": torch_cuda_build(),
         "hf_hub_cache": str(default_hf_cache()),
-        "hf_endpoint": _redact(env.get("HF_ENDPOINT")),
+        "hf_endpoint": _env_url("HF_ENDPOINT"),
         "hf_hub_offline": env.get("HF_HUB_OFFLINE"),
         "kagglehub_cache": env.get("KAGGLEHUB_CACHE") or str(Path.home() / ".cache" / "kagglehub"),
         "cuda_visible_devices": env.get("CUDA_VISIBLE_DEVICES"),
-        "preflight_mirror": _redact(env.get("PREFLIGHT_MIRROR")),
+        "preflight_mirror": _env_url("PREFLIGHT_MIRROR"),
     }
 
 

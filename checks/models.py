@@ -23,6 +23,7 @@ from typing import Any
 
 from checks.findings import Finding
 from checks.registry import ASSETS, ModelFacts
+from checks.world import repo_dir
 
 SIGLIP_TOKENIZERS = ("GemmaTokenizer", "GemmaTokenizerFast", "Siglip2Tokenizer")
 SAMPLE_TEXTS = ("a photo of a cat", "A Diagram Of A Dog")
@@ -39,10 +40,6 @@ def fix_for(repo_id: str) -> str:
         if asset.location == repo_id:
             return asset.fix
     return f"hf download {repo_id}"
-
-
-def repo_dir(hf_cache: Path, repo_id: str) -> Path:
-    return Path(hf_cache) / ("models--" + repo_id.replace("/", "--"))
 
 
 def _label(entry: str | tuple[str, ...]) -> str:
@@ -169,11 +166,13 @@ def _read_ref(rdir: Path, ref: str = "main") -> tuple[Path | None, str | None]:
     return snap, None
 
 
-def cache_report(facts: ModelFacts, hf_cache: Path) -> CacheReport:
+def cache_report(facts: ModelFacts, hf_cache: Path, check_files: bool = True) -> CacheReport:
     """Which snapshot ``refs/main`` selects and which of ``facts.files`` are present, missing or broken.
 
     For "one of these" entries the first alternative that exists is the one the library will load
     (open_clip tries ``open_clip_model.safetensors`` first and does not fall back when it is corrupt).
+    ``check_files=False`` skips ``file_problem``: a file that is there counts as present, as it does for
+    huggingface_hub, which never downloads a file again that the cache already holds.
     """
     rdir = repo_dir(hf_cache, facts.repo_id)
     report = CacheReport(facts.repo_id, rdir, None)
@@ -199,7 +198,7 @@ def cache_report(facts: ModelFacts, hf_cache: Path) -> CacheReport:
                 report.missing.append(_label(entry))
             continue
         path = snap / chosen
-        problem = file_problem(path)
+        problem = file_problem(path) if check_files else None
         if problem:
             report.broken.append((chosen, problem))
         else:
@@ -212,12 +211,24 @@ def cache_report(facts: ModelFacts, hf_cache: Path) -> CacheReport:
 # --------------------------------------------------------------------------- blob hashes
 
 
+def _git_blob_hash(size: int):
+    """sha1 primed with git's object header: feed it the ``size`` bytes of the file."""
+    return hashlib.sha1(b"blob %d\0" % size)
+
+
 def git_blob_sha1(path: Path) -> str:
     """The git object id of a file: what the Hub uses as the etag of a non-LFS file."""
-    h = hashlib.sha1(b"blob %d\0" % path.stat().st_size)
+    h = _git_blob_hash(path.stat().st_size)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
+    return h.hexdigest()
+
+
+def git_blob_sha1_bytes(data: bytes) -> str:
+    """``git_blob_sha1`` of a file holding ``data``."""
+    h = _git_blob_hash(len(data))
+    h.update(data)
     return h.hexdigest()
 
 
@@ -226,8 +237,8 @@ def sha256_file(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _blob_digest(blob: Path) -> tuple[str, str] | None:
-    """(kind, actual digest) for a blob named by its etag, None if the name is not a hash."""
+def blob_digest(blob: Path) -> tuple[str, str] | None:
+    """(kind, actual digest) for a blob named by its etag (sha256 or git sha1), None if the name is not a hash."""
     name = blob.name
     if not all(c in "0123456789abcdef" for c in name):
         return None
@@ -272,7 +283,7 @@ def verify_blobs(snapshot: Path, files: Iterable[str | tuple[str, ...]], cache: 
         for name, blob, key in todo:
             if key[0] in known:
                 continue
-            got = _blob_digest(blob)
+            got = blob_digest(blob)
             if got is None:
                 problems.append(Finding(f"{repo_id}: {name} cannot be verified: its blob name {blob.name!r} is "
                                         "not a sha256 or git-sha1 etag", where=str(blob), fix=fix).message())

@@ -25,8 +25,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from checks.models import open_clip_configs, repo_dir
+from checks.models import git_blob_sha1_bytes, open_clip_configs
 from checks.registry import ASSETS, OPEN_CLIP_FILES, SIGLIP2_FILES, ModelFacts
+from checks.world import repo_dir
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".model", ".msgpack", ".h5", ".onnx")
 LFS_THRESHOLD = 10 << 20
@@ -41,9 +42,10 @@ CLIP_VOCAB = 49408  # open_clip's SimpleTokenizer (the real one) emits ids up to
 
 
 def etag_for(name: str, data: bytes) -> str:
+    """The Hub's etag of ``name`` holding ``data``: the sha256 of an LFS file, else the git blob sha1."""
     if name.endswith(LFS_SUFFIXES) or len(data) > LFS_THRESHOLD:
         return hashlib.sha256(data).hexdigest()
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+    return git_blob_sha1_bytes(data)
 
 
 def write_hf_snapshot(hf_cache: Path, repo_id: str, files: dict[str, bytes]) -> Path:

@@ -26,6 +26,11 @@ def default_hf_cache() -> Path:
     return base / "huggingface" / "hub"
 
 
+def repo_dir(hf_cache: Path, repo_id: str) -> Path:
+    """``models--org--name``: where huggingface_hub keeps model ``repo_id`` in the cache ``hf_cache``."""
+    return Path(hf_cache) / ("models--" + repo_id.replace("/", "--"))
+
+
 @dataclass(frozen=True)
 class World:
     data_root: Path
@@ -40,7 +45,7 @@ class World:
         if asset.kind == "data":
             return self.data_root / asset.location
         if asset.kind == "model":
-            return self.hf_cache / ("models--" + asset.location.replace("/", "--"))
+            return repo_dir(self.hf_cache, asset.location)
         return Path(asset.location)
 
     def facts_for(self, asset: Asset | str):

@@ -14,7 +14,6 @@ import glob
 import hashlib
 import os
 import queue
-import re
 import secrets
 import shutil
 import sys
@@ -28,6 +27,8 @@ from urllib.parse import urlsplit
 import requests
 from filelock import FileLock
 
+from checks.models import sha256_file
+from checks.redact import redact  # re-exported: fetchers.download.redact
 from checks.registry import RemoteFile
 
 CHUNK_SIZE = 1 << 20  # 1 MiB: large enough that per-chunk Python overhead is negligible
@@ -139,16 +140,6 @@ class FetchResult:
 
 
 # --- URLs ------------------------------------------------------------------------------------
-_SECRET_PARAM = re.compile(
-    r"(?i)([?&][^=&#\s]*(?:token|key|sig|auth|password|secret|credential)[^=&#\s]*=)[^&#\s]*")
-_USERINFO = re.compile(r"(//)[^/@\s]+@")
-
-
-def redact(text: str) -> str:
-    """``text`` (a URL or a message holding URLs) without user:password@ and token-like query values."""
-    return _USERINFO.sub(r"\1", _SECRET_PARAM.sub(r"\1***", text))
-
-
 def mirrored(url: str) -> str:
     """``https://host/path`` -> ``$PREFLIGHT_MIRROR/host/path`` when PREFLIGHT_MIRROR is set, else ``url``."""
     mirror = os.environ.get(MIRROR_ENV, "").strip()
@@ -162,14 +153,6 @@ def mirrored(url: str) -> str:
 
 
 # --- helpers ---------------------------------------------------------------------------------
-def sha256_file(path: Path, chunk_size: int = CHUNK_SIZE) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_size):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _mb(n: int) -> str:
     return f"{n / 1e6:,.1f} MB"
 

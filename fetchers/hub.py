@@ -22,15 +22,16 @@ message, so no traceback shows the request (and its token).
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import os
 import time
 from pathlib import Path
 
 from filelock import FileLock
 
+from checks.models import blob_digest, cache_report
 from checks.registry import ModelFacts
-from checks.world import default_hf_cache
+from checks.world import default_hf_cache, repo_dir
 from fetchers.download import DownloadError, FetchResult
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -52,16 +53,15 @@ def fetch_hf_model(asset_facts: ModelFacts, cache_dir: Path | None = None) -> Fe
     shown_endpoint = endpoint or _library_endpoint()
     if facts.library == "open_clip":
         repo_id, candidates = _open_clip_weights(facts)
-        needs: list[str | tuple[str, ...]] = [candidates]
-    else:
-        repo_id, needs = facts.repo_id, list(facts.files)
-    folder = cache / _repo_folder(repo_id)
+        facts = dataclasses.replace(facts, repo_id=repo_id, files=(candidates,))  # what open_clip will look for
+    repo_id, needs = facts.repo_id, list(facts.files)
+    folder = repo_dir(cache, repo_id)
     t0 = time.monotonic()
     cache.mkdir(parents=True, exist_ok=True)
-    lock = cache / ".locks" / "preflight" / f"{_repo_folder(repo_id)}.lock"
+    lock = cache / ".locks" / "preflight" / f"{folder.name}.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(lock)):
-        present = _cached_path(folder, needs, facts.library)
+        present = _cached_path(facts, cache)
         if present is not None:  # re-check under the lock: another worker may have just fetched it
             return FetchResult(present, 0, time.monotonic() - t0, None, True)
         before = _blobs(folder)
@@ -124,30 +124,21 @@ def _flatten(needs: list[str | tuple[str, ...]]) -> list[str]:
 
 
 # --- the cache ---------------------------------------------------------------------------------
-def _repo_folder(repo_id: str) -> str:
-    return "models--" + repo_id.replace("/", "--")
-
-
 def _blobs(folder: Path) -> set[str]:
     blobs = folder / "blobs"
     return {p.name for p in blobs.iterdir() if p.is_file() and not p.name.endswith(".incomplete")} \
         if blobs.is_dir() else set()
 
 
-def _cached_path(folder: Path, needs: list[str | tuple[str, ...]], library: str) -> Path | None:
-    """The snapshot folder (or the weights file) if refs/main points to a snapshot holding every needed file."""
-    ref = folder / "refs" / REVISION
-    if not ref.is_file():
+def _cached_path(facts: ModelFacts, cache: Path) -> Path | None:
+    """The snapshot folder (or the weights file) if refs/main points to a snapshot holding every needed file.
+
+    Files are not checked beyond being there: huggingface_hub would not download them again either.
+    """
+    report = cache_report(facts, cache, check_files=False)
+    if not report.complete:
         return None
-    snapshot = folder / "snapshots" / ref.read_text().strip()
-    found: list[Path] = []
-    for need in needs:
-        options = (need,) if isinstance(need, str) else need
-        hit = next((snapshot / o for o in options if (snapshot / o).is_file()), None)
-        if hit is None:
-            return None
-        found.append(hit)
-    return found[0] if library == "open_clip" else snapshot
+    return report.snapshot / report.present[0] if facts.library == "open_clip" else report.snapshot
 
 
 # --- downloads ---------------------------------------------------------------------------------
@@ -189,30 +180,14 @@ def _download_first(repo_id: str, names: tuple[str, ...], cache: Path, endpoint:
 
 
 # --- verification ------------------------------------------------------------------------------
-def git_blob_sha1(path: Path) -> str:
-    h = hashlib.sha1(b"blob %d\0" % path.stat().st_size)
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def blob_digest_matches(blob: Path) -> bool | None:
-    """Does the blob hash to its name? None when the name is not a digest we know (sha256 / git sha1)."""
-    name = blob.name
-    if len(name) == 64 and all(c in "0123456789abcdef" for c in name):
-        h = hashlib.sha256()
-        with open(blob, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-        return h.hexdigest() == name
-    if len(name) == 40 and all(c in "0123456789abcdef" for c in name):
-        return git_blob_sha1(blob) == name
-    return None
+def _digest_differs(blob: Path) -> bool:
+    """Does the blob not hash to its name? False when the name is not a digest we know (sha256 / git sha1)."""
+    got = blob_digest(blob)
+    return got is not None and got[1] != blob.name
 
 
 def _verify_new_blobs(folder: Path, repo_id: str, new: set[str]) -> None:
-    bad = [b for b in sorted(new) if blob_digest_matches(folder / "blobs" / b) is False]
+    bad = [b for b in sorted(new) if _digest_differs(folder / "blobs" / b)]
     if not bad:
         return
     names: list[str] = []

@@ -79,6 +79,7 @@ def test_redact_hides_credentials() -> None:
     shown = redact("https://user:secret@h.org/f.bin?token=abc123&v=2&X-Amz-Signature=zz")
     assert "secret" not in shown and "abc123" not in shown and "zz" not in shown
     assert shown.startswith("https://h.org/f.bin?") and "v=2" in shown
+    assert redact("https://user:p@ss@h.org/f.bin?v=a@b") == "https://h.org/f.bin?v=a@b"  # an @ in the password
 
 
 # --- the happy path, exactly once -----------------------------------------------------------

@@ -26,12 +26,12 @@ from checks.models import (
     forward_check,
     hub_offline,
     load_model,
-    repo_dir,
     safetensors_problem,
     verify_blobs,
 )
 from checks.registry import ASSETS, ModelFacts
 from checks.tiny_models import relink_snapshot_file, snapshot_dir, write_tiny_models
+from checks.world import repo_dir
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ("siglip2_base", "siglip2_so400m", "clip_b32", "clip_l14")
@@ -296,6 +296,8 @@ def test_truncated_safetensors(tiny: Tiny, cache: Path, name: str):
     with pytest.raises(ModelLoadError, match=facts.repo_id):
         load_model(facts, cache, "cpu", tiny.config_dir)
     assert any("corrupt" in p for p in verify_blobs(rep.snapshot, facts.files, None))
+    present = cache_report(facts, cache, check_files=False)  # the fetcher's view: there, so not fetched again
+    assert present.complete and fname in present.present
 
 
 def test_safetensors_header_garbage(tmp_path: Path):
@@ -370,6 +372,7 @@ def test_broken_snapshot_symlink(tiny: Tiny, cache: Path):
     rep = cache_report(facts, cache)
     ((bad, reason),) = rep.broken
     assert bad == "config.json" and reason.startswith("dangling symlink -> ../../blobs/")
+    assert not cache_report(facts, cache, check_files=False).complete  # a fetch brings the blob back
     with pytest.raises(ModelLoadError, match="google/siglip2-so400m-patch14-384"):
         load_model(facts, cache, "cpu")
 
@@ -525,3 +528,7 @@ def test_environment_problems_detected(monkeypatch: pytest.MonkeyPatch):
 def test_summary_redacts_credentials(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("HF_ENDPOINT", "https://user:s3cret@mirror.example:8443/hf")
     assert envinfo.environment_summary()["hf_endpoint"] == "https://mirror.example:8443/hf"
+    monkeypatch.setenv("PREFLIGHT_MIRROR", "https://user:p@ss@mirror.example/files")
+    assert envinfo.environment_summary()["preflight_mirror"] == "https://mirror.example/files"
+    monkeypatch.delenv("HF_ENDPOINT")
+    assert envinfo.environment_summary()["hf_endpoint"] is None
