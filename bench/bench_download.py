@@ -5,7 +5,7 @@
 The server (tests/fakes/http_server.py, sendfile) runs in a child process; both clients run in this
 process, alternately, into the same folder; outputs are deleted between runs (outside the timing).
 fetch_file does everything it always does: lock, re-check, free-space check, sha256 while streaming
-(in a helper thread), fsync, atomic rename. The bare copy only streams into a file (1 MiB chunks).
+(in a helper thread), atomic rename. The bare copy only streams into a file (1 MiB chunks).
 ``--rate-mbps`` adds a second round against a server throttled to a realistic link speed.
 """
 
@@ -31,8 +31,8 @@ from checks.registry import RemoteFile  # noqa: E402
 from fetchers.download import CHUNK_SIZE, fetch_file  # noqa: E402
 
 URL = "https://bench.example.org/data/blob.bin"
-NAMES = {"bare": "bare requests streaming copy (no hash, no fsync)",
-         "ours": "fetch_file (lock, sha256, fsync, atomic rename)"}
+NAMES = {"bare": "bare requests streaming copy (no hash)",
+         "ours": "fetch_file (lock, re-check, sha256, atomic rename)"}
 
 
 def bare_copy(url: str, out: Path) -> None:

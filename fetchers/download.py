@@ -32,7 +32,6 @@ from checks.redact import redact  # re-exported: fetchers.download.redact
 from checks.registry import RemoteFile
 
 CHUNK_SIZE = 1 << 20  # 1 MiB: large enough that per-chunk Python overhead is negligible
-_WRITEBACK_EVERY = 32 << 20
 MIRROR_ENV = "PREFLIGHT_MIRROR"
 USER_AGENT = "preflight-fetch/1"
 
@@ -202,7 +201,6 @@ class _Partial:
         self.file, self.bar = file, bar
         self.pos = 0  # bytes in the file
         self.received = 0  # bytes received over the wire, restarts included
-        self._flushed = 0  # bytes whose writeback has been started
         self._hasher = hashlib.sha256()
         self._queue: queue.Queue = queue.Queue(self._QUEUE_CHUNKS)
         self._thread = threading.Thread(target=self._hash, name="fetch-sha256", daemon=True)
@@ -223,18 +221,12 @@ class _Partial:
         self.pos += len(chunk)
         self.received += len(chunk)
         self.bar.update(len(chunk))
-        if self.pos - self._flushed >= _WRITEBACK_EVERY and hasattr(os, "posix_fadvise"):
-            # Start writing this stretch to disk now (Linux starts async writeback of dirty pages on
-            # DONTNEED), so that the fsync before the rename has little left to wait for.
-            self.file.flush()
-            os.posix_fadvise(self.file.fileno(), self._flushed, self.pos - self._flushed, os.POSIX_FADV_DONTNEED)
-            self._flushed = self.pos
 
     def restart(self) -> None:
         self.file.seek(0)
         self.file.truncate()
         self._queue.put(self._RESTART)
-        self.pos = self._flushed = 0
+        self.pos = 0
         self.bar.reset(0)
 
     def hexdigest(self) -> str:
@@ -295,7 +287,8 @@ def fetch_file(
                 finally:
                     part.close()
                 f.flush()
-                os.fsync(f.fileno())  # the bytes must be on disk before the final name says "complete"
+            # No fsync: the bytes were verified before this rename, and a file torn by a crash after
+            # it fails the sha256 re-check of every later fetch and check; it is never taken as complete.
             os.replace(tmp, final)
             seconds = time.monotonic() - t0
             message = f"fetched {remote.filename} ({_mb(remote.size)} in {seconds:.1f} s) -> {final}"
