@@ -162,7 +162,7 @@ class Report:
                 out.append(f"    ✗ … and {len(row.failed) - 4} more failing checks")
             for line in row.not_checked[:3] if row.status not in ("missing", "optional-absent") else ():
                 out.append(f"    - not checked: {_cut(line, width)}")
-            for line in row.not_requested[:2] if not row.passed else ():
+            for line in row.not_requested[:2] if row.status == "not-checked" else ():
                 out.append(f"    - not checked (as asked): {_cut(line, width)}")
             for line in row.info:
                 out.append(f"    · {_cut(line, width)}")
