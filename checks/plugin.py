@@ -76,7 +76,6 @@ class Checkup:
 
     settings: dict[str, Resolved]
     selection: Selection
-    rootpath: Path
     world: World | None = None
     tiny_root: Path | None = None
     fetched: dict[str, str] = field(default_factory=dict)
@@ -173,7 +172,7 @@ def _check_markers_registered(config: pytest.Config) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     _check_markers_registered(config)
-    checkup = Checkup(_settings(config), Selection(config.option.markexpr or ""), config.rootpath)
+    checkup = Checkup(_settings(config), Selection(config.option.markexpr or ""))
     config.stash[CHECKUP] = checkup
     config.pluginmanager.register(PresenceRecorder(), "preflight-presence")
     if not _is_worker(config):
