@@ -22,7 +22,7 @@ from checks.registry import (
     ImageNetMetaFacts,
     ImageNetValFacts,
 )
-from checks.scan import FileEntry, has_jpeg_signature, is_harmless, is_image_name, scan_tree
+from checks.scan import JPEG_END, FileEntry, has_jpeg_signature, is_harmless, is_image_name, scan_tree
 
 WNID = re.compile(r"n\d{8}")
 VAL_NAME = re.compile(r"ILSVRC2012_val_(\d{8})\.(JPEG|jpg)")
@@ -425,6 +425,15 @@ def check_not_empty(files: list[FileEntry], root: Path, fix: str) -> list[Findin
         return []
     return [Finding("empty files (interrupted copy or extraction?)", empty, total=len(files),
                     where=str(root), fix=fix)]
+
+
+def check_jpeg_end(files: list[FileEntry], root: Path) -> list[Finding]:
+    """JPEGs end with ff d9; one that does not was probably cut short. A warning: some encoders pad."""
+    cut = [f.rel for f in files if f.size and has_jpeg_signature(f) and f.tail != JPEG_END]
+    if not cut:
+        return []
+    return [Finding("JPEGs that do not end with the end-of-image marker (ff d9): cut short by an interrupted "
+                    "copy?", cut, total=len(files), where=str(root), fix="run with --deep to decode them")]
 
 
 def check_jpeg_signature(files: list[FileEntry], root: Path, fix: str) -> list[Finding]:

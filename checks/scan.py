@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 JPEG_SIGNATURE = b"\xff\xd8\xff"
+JPEG_END = b"\xff\xd9"
 # What torchvision's ImageFolder would pick up (torchvision.datasets.folder.IMG_EXTENSIONS).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 # Files that operating systems and tools drop into folders; harmless to ImageFolder.
@@ -31,6 +32,7 @@ class FileEntry:
     size: int
     mtime_ns: int
     head: bytes  # first bytes (empty for an empty file or when not read)
+    tail: bytes = b""  # last 2 bytes: a JPEG ends with ff d9 unless it was cut short
 
     @property
     def folder(self) -> str:
@@ -55,18 +57,20 @@ def _walk(root: Path) -> tuple[list[tuple[str, os.DirEntry]], list[str]]:
     return files, folders
 
 
-def _stat_and_head(path: str, n: int) -> tuple[int, int, bytes]:
-    """(size, mtime_ns, first n bytes) with raw syscalls: 50,000 files in a fraction of a second."""
+def _stat_head_tail(path: str, n: int) -> tuple[int, int, bytes, bytes]:
+    """(size, mtime_ns, first n bytes, last 2 bytes) with raw syscalls: 50,000 files in a fraction of a second."""
     fd = os.open(path, os.O_RDONLY)
     try:
         st = os.fstat(fd)
-        return st.st_size, st.st_mtime_ns, os.read(fd, n) if n else b""
+        if not n:
+            return st.st_size, st.st_mtime_ns, b"", b""
+        return st.st_size, st.st_mtime_ns, os.read(fd, n), os.pread(fd, 2, max(0, st.st_size - 2))
     finally:
         os.close(fd)
 
 
 def scan_tree(root: Path, read_heads: bool = True) -> tuple[list[FileEntry], list[str]]:
-    """Return (files, folders) below ``root``; ``head`` holds each file's first 3 bytes.
+    """Return (files, folders) below ``root``, with each file's first 3 and last 2 bytes.
 
     Serial on purpose: threads only add GIL contention to these cheap syscalls.
     """
@@ -74,10 +78,10 @@ def scan_tree(root: Path, read_heads: bool = True) -> tuple[list[FileEntry], lis
     files = []
     for rel, entry in raw:
         try:
-            size, mtime_ns, head = _stat_and_head(entry.path, 3 if read_heads else 0)
+            size, mtime_ns, head, tail = _stat_head_tail(entry.path, 3 if read_heads else 0)
         except OSError:  # unreadable or a dangling symlink: report it as empty
-            size, mtime_ns, head = 0, 0, b""
-        files.append(FileEntry(rel, entry.name, size, mtime_ns, head))
+            size, mtime_ns, head, tail = 0, 0, b"", b""
+        files.append(FileEntry(rel, entry.name, size, mtime_ns, head, tail))
     files.sort(key=lambda f: f.rel)
     folders.sort()
     return files, folders

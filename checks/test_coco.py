@@ -5,7 +5,7 @@ import pytest
 from checks import coco
 from checks.deep import shard, verify_images
 from checks.findings import Finding
-from checks.imagenet import check_jpeg_signature, check_not_empty
+from checks.imagenet import check_jpeg_end, check_jpeg_signature, check_not_empty
 from checks.plugin import expect_none
 
 pytestmark = pytest.mark.asset("coco_val2017")
@@ -37,6 +37,11 @@ def test_files_not_empty(tree, asset):
 
 def test_files_are_jpeg(tree, asset):
     expect_none(check_jpeg_signature(tree.images, tree.root, asset.fix))
+
+
+def test_files_end_like_jpeg(tree, asset):
+    for finding in check_jpeg_end(tree.images, tree.root):
+        asset.note(finding.message())
 
 
 @pytest.mark.deep

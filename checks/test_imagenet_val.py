@@ -75,6 +75,11 @@ def test_files_are_jpeg(tree, asset):
     expect_none(imagenet.check_jpeg_signature([im.entry for im in tree.images], tree.root, asset.fix))
 
 
+def test_files_end_like_jpeg(tree, asset):
+    for finding in imagenet.check_jpeg_end([im.entry for im in tree.images], tree.root):
+        asset.note(finding.message())
+
+
 @pytest.mark.deep
 def test_images_decode(deep, tree, asset, checkup, deep_shard):
     entries = shard([im.entry for im in tree.images], *deep_shard)

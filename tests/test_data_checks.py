@@ -270,6 +270,15 @@ def test_face_blurred_variant_is_recognized(pytester, world):
     assert "face-blurred release" in run.message("test_total_images")
 
 
+def test_truncated_jpeg_warns_without_deep(pytester, world):
+    """Only a decode proves it, but a missing end marker is cheap to see: a warning, with the way to be sure."""
+    truncated_jpeg(world)
+    run = run_checks(pytester, "-m", "imagenet", world=world)
+    assert run.ret == 0
+    notes = next(a["notes"] for a in run.report["assets"] if a["name"] == "imagenet_val")
+    assert any("end-of-image marker" in n and "--deep" in n for n in notes), notes
+
+
 def test_deep_results_are_cached(pytester, world):
     from checks.deep import VerifyCache
 
