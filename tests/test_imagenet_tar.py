@@ -10,7 +10,6 @@ import subprocess
 import sys
 import tarfile
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -345,7 +344,6 @@ def test_full_scale_50000_members_with_the_real_synsets(tmp_path, reference_imag
     synsets = reference_imagenet / "ILSVRC2012_val_synsets.txt"
     labels = synsets.read_text().split()
     tar = write_val_tar(tmp_path / "ILSVRC2012_img_val.tar", labels, seed=2012, body=b"\xff\xd8\xff\xd9")
-    t0 = time.monotonic()
     result = reorganize_imagenet_tar(tar, tmp_path / "root", synsets, **QUIET)
     assert (result.n_images, result.n_classes, result.missing_ids) == (50_000, 1000, ())
     dest = tmp_path / "root" / "imagenet_val"
@@ -353,4 +351,4 @@ def test_full_scale_50000_members_with_the_real_synsets(tmp_path, reference_imag
     assert len(folders) == 1000 and {len(v) for v in folders.values()} == {50}
     for image_id, wnid in SPOT_LABELS.items():
         assert (dest / wnid / f"ILSVRC2012_val_{image_id:08d}.JPEG").is_file()
-    assert time.monotonic() - t0 < 60  # about 5-15 s here; the disk dominates
+    # speed is bench/bench_reorganize.py's business, not a timed assertion here

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -151,18 +150,16 @@ def test_forward_passes_on_cuda_without_gpu_are_not_checked(pytester, world):
     assert run.status("clip_b32") == "not-checked"
 
 
-def test_empty_cache_reports_each_model_missing_fast_without_network(pytester, tmp_path, monkeypatch):
+def test_empty_cache_reports_each_model_missing_without_network(pytester, tmp_path, monkeypatch):
     clean_environment(monkeypatch)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
-    start = time.perf_counter()
     run = run_checks(pytester, "-m", "phase1 and (siglip2 or clip)", f"--data-root={tmp_path / 'raw'}")
-    elapsed = time.perf_counter() - start
     statuses = run.statuses()
     assert statuses == {n: "missing" for n in ("siglip2_base", "siglip2_so400m", "clip_b32", "clip_l14")}
     fixes = {a["name"]: a["fix"] for a in run.report["assets"]}
     assert fixes["siglip2_base"] == "python -m fetchers --siglip2"
     assert fixes["clip_l14"] == "python -m fetchers --clip"
-    assert elapsed < 30  # a sanity bound, not a benchmark: a network retry loop would take minutes
+    # and no network attempt: the autouse loopback guard of tests/conftest.py fails the test on one
 
 
 def test_data_only_checks_never_import_torch(tmp_path):

@@ -12,7 +12,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -59,7 +58,6 @@ class Tiny:
     hf_cache: Path
     config_dir: Path
     facts: dict[str, ModelFacts]
-    seconds: float
 
 
 @pytest.fixture(scope="session")
@@ -68,9 +66,8 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
     import transformers  # noqa: F401
 
     root = tmp_path_factory.mktemp("tiny_models")
-    t0 = time.perf_counter()
     facts = write_tiny_models(root / "hub", root / "open_clip_configs")
-    return Tiny(root, root / "hub", root / "open_clip_configs", facts, time.perf_counter() - t0)
+    return Tiny(root, root / "hub", root / "open_clip_configs", facts)
 
 
 @pytest.fixture
@@ -92,9 +89,8 @@ def blob(hf_cache: Path, facts: ModelFacts, name: str) -> Path:
 # --------------------------------------------------------------------------- tiny models
 
 
-def test_tiny_models_are_written_fast(tiny: Tiny):
-    assert set(tiny.facts) == set(MODELS)
-    assert tiny.seconds < 5, f"write_tiny_models took {tiny.seconds:.2f} s"
+def test_tiny_models_cover_every_model_asset(tiny: Tiny):
+    assert set(tiny.facts) == set(MODELS)  # speed: bench/bench_model_checks.py, not a timed assertion
 
 
 @pytest.mark.parametrize("name", MODELS)
