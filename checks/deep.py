@@ -13,6 +13,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from checks.findings import Finding
 from checks.scan import FileEntry
 
 
@@ -87,6 +88,14 @@ def verify_images(root: Path, entries: list[FileEntry], cache: VerifyCache | Non
     if cache and good:
         cache.record("image", good)
     return problems, len(keys) - len(known)
+
+
+def check_decodes(root: Path, entries: list[FileEntry], cache: VerifyCache | None, fix: str) -> list[Finding]:
+    """The --deep check in the shape of the others: images that do not decode, as one finding."""
+    problems, _ = verify_images(root, entries, cache)
+    if not problems:
+        return []
+    return [Finding("images that do not decode", problems, total=len(entries), where=str(root), fix=fix)]
 
 
 def shard(entries: list[FileEntry], index: int, count: int) -> list[FileEntry]:

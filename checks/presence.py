@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 
-from checks.registry import IMAGENET_META_FILES, WNID_TO_LABEL_FILENAME, Asset
+from checks.imagenet import META_FILENAMES
+from checks.registry import Asset
 from checks.world import World
-
-META_FILENAMES = tuple(f.filename for f in IMAGENET_META_FILES.values()) + (WNID_TO_LABEL_FILENAME,)
 
 
 def asset_state(world: World, asset: Asset) -> tuple[str, str]:

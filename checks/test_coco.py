@@ -3,8 +3,7 @@
 import pytest
 
 from checks import coco
-from checks.deep import shard, verify_images
-from checks.findings import Finding
+from checks.deep import check_decodes, shard
 from checks.imagenet import check_jpeg_end, check_jpeg_signature, check_not_empty
 from checks.plugin import expect_none
 
@@ -47,7 +46,5 @@ def test_files_end_like_jpeg(tree, asset):
 @pytest.mark.deep
 def test_images_decode(deep, tree, asset, checkup, deep_shard):
     entries = shard(tree.images, *deep_shard)
-    problems, _ = verify_images(tree.root, entries, checkup.verify_cache)
-    if problems:
-        expect_none([Finding("images that do not decode", problems, total=len(entries), where=str(tree.root),
-                             fix=f"delete the folder it points to and run {asset.fix}")])
+    expect_none(check_decodes(tree.root, entries, checkup.verify_cache,
+                              f"delete the folder it points to and run {asset.fix}"))

@@ -82,13 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     from fetchers.download import redact
-    from fetchers.plan import FETCHERS, find_imagenet_tar
+    from fetchers.plan import DOWNLOADS, FETCHERS, find_imagenet_tar
 
     world = World(Path(settings["data-root"]).absolute())
     if args.all and "imagenet_val" in names and find_imagenet_tar(world, settings) is None:
         names.remove("imagenet_val")
         print("imagenet_val: skipped: no ImageNet val tar given or found in "
-              f"{world.data_root / 'downloads'} (download it from https://image-net.org, then run "
+              f"{world.data_root / DOWNLOADS} (download it from https://image-net.org, then run "
               "python -m fetchers --reorganize-imagenet PATH)")
     failed = 0
     for name in (n for n in FETCHERS if n in names):

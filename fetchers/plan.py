@@ -48,7 +48,7 @@ def fetch_imagenet_meta(world: World, settings: dict) -> str:
     t0, total = time.monotonic(), 0
     for remote in IMAGENET_META_FILES.values():
         pinned = replace(remote, size=pins[remote.filename][0], sha256=pins[remote.filename][1])
-        total += fetch_file(pinned, folder, progress=settings.get("progress", "auto")).bytes_downloaded
+        total += fetch_file(pinned, folder).bytes_downloaded
     _derive_wnid_to_label(folder)
     return _summary(total, time.monotonic() - t0)
 
@@ -89,7 +89,7 @@ def fetch_imagenet_val(world: World, settings: dict) -> str:
             "(or pytest --fetch-missing again)")
     if not world.path("imagenet_meta").joinpath(IMAGENET_META_FILES["val_synsets"].filename).is_file():
         fetch_imagenet_meta(world, settings)
-    result = reorganize_imagenet_tar(tar, world.data_root, progress=settings.get("progress", "auto"))
+    result = reorganize_imagenet_tar(tar, world.data_root)
     if result.already_present:
         return f"already reorganized from {tar.name}"
     return f"reorganized {result.n_images:,} images from {tar.name} in {result.seconds:.1f} s"
@@ -110,7 +110,7 @@ def fetch_coco_official(world: World, settings: dict) -> str:
     t0 = time.monotonic()
     _refuse_existing(world.path("coco_val2017"))  # before 815 MB of download, not after
     downloads = world.data_root / DOWNLOADS
-    result = fetch_file(COCO_VAL_ZIP, downloads, progress=settings.get("progress", "auto"))
+    result = fetch_file(COCO_VAL_ZIP, downloads)
     extract_coco_zip(result.path, world.path("coco_val2017"))
     return _summary(result.bytes_downloaded, time.monotonic() - t0, "fetched and extracted")
 

@@ -12,15 +12,14 @@ import logging
 import os
 import traceback
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from checks.registry import COCO_KAGGLE_HANDLE, COCO_KAGGLE_PATH
+from checks.registry import COCO_KAGGLE_PATH
 from fetchers.download import ExistingFileDiffers
 from fetchers.kaggle import KaggleCredentialsWarning, KaggleFetchError, fetch_coco_kaggle
-from tests.fakes.kaggle_server import FakeKaggle, coco_val2017_files
+from tests.fakes.kaggle_server import FakeKaggle
 
 from tests.conftest import COCO_VAL as VAL
 from tests.conftest import KAGGLE_USER as USER

@@ -62,9 +62,6 @@ class Tiny:
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
-    import open_clip  # noqa: F401  (imports outside the timing: --tiny pays them anyway)
-    import transformers  # noqa: F401
-
     root = tmp_path_factory.mktemp("tiny_models")
     facts = write_tiny_models(root / "hub", root / "open_clip_configs")
     return Tiny(root, root / "hub", root / "open_clip_configs", facts)
