@@ -94,7 +94,7 @@ def bench_deep(root: Path, repeat: int) -> None:
 
     from checks.deep import VerifyCache, verify_images
     from checks.imagenet import scan_val
-    from checks.registry import IMAGENET_VAL_OFFICIAL
+    from core.registry import IMAGENET_VAL_OFFICIAL
 
     tree = scan_val(root / "imagenet_val", IMAGENET_VAL_OFFICIAL)
     entries = [im.entry for im in tree.images]

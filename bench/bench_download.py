@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 import requests  # noqa: E402
 
-from checks.registry import RemoteFile  # noqa: E402
+from core.registry import RemoteFile  # noqa: E402
 from fetchers.download import CHUNK_SIZE, fetch_file  # noqa: E402
 
 URL = "https://bench.example.org/data/blob.bin"

@@ -49,11 +49,12 @@ import sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
 from checks import models
+from core.hf_cache import cache_report
 from checks.tiny import load_tiny_world
 world = load_tiny_world(Path(sys.argv[1]))
 for name in ("siglip2_base", "siglip2_so400m", "clip_b32", "clip_l14"):
     facts = world.facts_for(name)
-    assert models.cache_report(facts, world.hf_cache).complete
+    assert cache_report(facts, world.hf_cache).complete
     loaded = models.load_model(facts, world.hf_cache, "cpu", world.open_clip_config_dir)
     assert models.forward_check(loaded, facts).problems == []
 """

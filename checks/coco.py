@@ -6,9 +6,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from checks.findings import Finding
-from checks.registry import CocoFacts
 from checks.scan import FileEntry, is_harmless, scan_tree
+from core.findings import Finding
+from core.registry import CocoFacts
 
 
 @dataclass

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from checks.findings import Finding
 from checks.scan import FileEntry
+from core.findings import Finding
 
 
 def default_cache_path() -> Path:

@@ -14,8 +14,8 @@ import re
 import sys
 from pathlib import Path
 
-from checks.redact import redact
-from checks.world import default_hf_cache
+from core.hf_cache import default_hf_cache
+from core.redact import redact
 
 # display name -> distribution name
 PACKAGES = {

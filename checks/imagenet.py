@@ -8,34 +8,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
-from checks.findings import Finding
-from checks.registry import (
-    IMAGENET_META_FILES,
+from checks.scan import JPEG_END, FileEntry, has_jpeg_signature, is_harmless, is_image_name, scan_tree
+from core.findings import Finding
+from core.imagenet_files import VAL_NAME, WNID, bad_synset_lines, parse_synsets, val_name
+from core.registry import (
+    CLASS_INDEX,
     IMAGENET_VAL_BLURRED,
+    META_FILENAMES,
+    SIMPLE_LABELS,
+    VAL_SYNSETS,
     WNID_TO_LABEL_FILENAME,
     ImageNetMetaFacts,
     ImageNetValFacts,
 )
-from checks.scan import JPEG_END, FileEntry, has_jpeg_signature, is_harmless, is_image_name, scan_tree
-
-WNID = re.compile(r"n\d{8}")
-VAL_NAME = re.compile(r"ILSVRC2012_val_(\d{8})\.(JPEG|jpg)")
-
-CLASS_INDEX = IMAGENET_META_FILES["class_index"].filename
-SIMPLE_LABELS = IMAGENET_META_FILES["simple_labels"].filename
-VAL_SYNSETS = IMAGENET_META_FILES["val_synsets"].filename
-META_FILENAMES = (CLASS_INDEX, SIMPLE_LABELS, VAL_SYNSETS, WNID_TO_LABEL_FILENAME)
-
-
-def val_name(image_id: int, extension: str = ".JPEG") -> str:
-    return f"ILSVRC2012_val_{image_id:08d}{extension}"
-
 
 # --------------------------------------------------------------------------- metadata
 
@@ -72,7 +62,7 @@ def load_meta(folder: Path) -> Meta:
         try:
             text = path.read_text(encoding="utf-8")
             if name == VAL_SYNSETS:
-                value = text.splitlines()
+                value = parse_synsets(text)
             else:
                 value = json.loads(text)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -174,7 +164,7 @@ def check_synsets(meta: Meta, facts: ImageNetMetaFacts, fix: str) -> list[Findin
     if len(lines) != facts.n_val_images:
         out.append(Finding(f"synsets file has {len(lines):,} lines, expected {facts.n_val_images:,} "
                            "(line i = wnid of val image i)", where=where, fix=fix))
-    bad = [f"line {i}: {w!r}" for i, w in enumerate(lines, 1) if not WNID.fullmatch(w)]
+    bad = [f"line {i}: {w!r}" for i, w in bad_synset_lines(lines)]
     if bad:
         out.append(Finding("synsets file has lines that are not wnids", bad, total=len(lines),
                            where=where, fix=fix))
@@ -222,8 +212,6 @@ def check_wnid_to_label(meta: Meta, fix: str) -> list[Finding]:
                     where=str(meta.folder / WNID_TO_LABEL_FILENAME), fix=fix)]
 
 
-def derive_wnid_to_label(class_index: dict) -> dict[str, str]:
-    return {wnid: label for _, (wnid, label) in sorted(class_index.items(), key=lambda kv: int(kv[0]))}
 
 
 def check_pins(meta: Meta, facts: ImageNetMetaFacts, fix: str) -> list[Finding]:

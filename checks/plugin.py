@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from checks.findings import Finding
-from checks.options import OPTIONS, OptionError, Resolved, resolve
-from checks.presence import asset_state
-from checks.registry import ASSETS, SELECTORS, Asset, all_markers
 from checks.report import Report
-from checks.world import World
+from core.findings import Finding
+from core.options import OPTIONS, OptionError, Resolved, resolve
+from core.presence import asset_state
+from core.registry import ASSETS, SELECTORS, Asset, all_markers
+from core.world import World
 
 ASSET_KEY = "preflight_asset"
 NOTE_KEY = "preflight_note"

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from checks.registry import ASSETS
+from core.registry import ASSETS
 
 STATUSES = ("ready", "missing", "broken", "optional-absent", "not-checked")
 PREFIXES = ("missing", "broken", "optional-absent", "not-checked", "not-requested")

@@ -4,7 +4,8 @@ import pytest
 
 from checks import models
 from checks.plugin import for_assets
-from checks.registry import ASSETS
+from core.hf_cache import cache_report
+from core.registry import ASSETS
 
 MODELS = for_assets(*(name for name, a in ASSETS.items() if a.kind == "model"))
 
@@ -12,7 +13,7 @@ MODELS = for_assets(*(name for name, a in ASSETS.items() if a.kind == "model"))
 @pytest.fixture
 def cache(asset):
     asset.needs_present()
-    report = models.cache_report(asset.facts, asset.world.hf_cache)
+    report = cache_report(asset.facts, asset.world.hf_cache)
     asset.record_size(report.bytes)
     return report
 

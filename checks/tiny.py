@@ -13,9 +13,18 @@ import random
 from dataclasses import replace
 from pathlib import Path
 
-from checks.imagenet import CLASS_INDEX, SIMPLE_LABELS, VAL_SYNSETS, derive_wnid_to_label, val_name
-from checks.registry import ASSETS, WNID_TO_LABEL_FILENAME, CocoFacts, ImageNetMetaFacts, ImageNetValFacts
-from checks.world import World
+from core.imagenet_files import derive_wnid_to_label, val_name
+from core.registry import (
+    ASSETS,
+    CLASS_INDEX,
+    SIMPLE_LABELS,
+    VAL_SYNSETS,
+    WNID_TO_LABEL_FILENAME,
+    CocoFacts,
+    ImageNetMetaFacts,
+    ImageNetValFacts,
+)
+from core.world import World
 
 # Real wnids; two share the label "crane" like the real class index (134 and 517).
 TINY_CLASSES = (

@@ -14,9 +14,9 @@ import os
 import sys
 from pathlib import Path
 
-from checks.options import OPTIONS, OptionError, resolve
-from checks.registry import ASSETS
-from checks.world import World
+from core.options import OPTIONS, OptionError, resolve
+from core.registry import ASSETS
+from core.world import World
 
 PROJECT = Path(__file__).resolve().parents[1]
 # flag -> assets it fetches (the registry's fetch_flag), in the order the fetchers run

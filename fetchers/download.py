@@ -19,17 +19,18 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Literal, Protocol, Union
+from typing import BinaryIO, Literal, Protocol, Union
 from urllib.parse import urlsplit
 
 import requests
 from filelock import FileLock
 
-from checks.models import sha256_file
-from checks.redact import redact  # re-exported: fetchers.download.redact
-from checks.registry import RemoteFile
+from core.hashing import sha256_file
+from core.redact import redact  # re-exported: fetchers.download.redact
+from core.registry import RemoteFile
 
 CHUNK_SIZE = 1 << 20  # 1 MiB: large enough that per-chunk Python overhead is negligible
 MIRROR_ENV = "PREFLIGHT_MIRROR"

@@ -29,9 +29,9 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from checks.models import blob_digest, cache_report
-from checks.registry import ModelFacts
-from checks.world import default_hf_cache, repo_dir
+from core.hashing import blob_digest
+from core.hf_cache import cache_report, default_hf_cache, repo_dir
+from core.registry import ModelFacts
 from fetchers.download import DownloadError, FetchResult
 
 DEFAULT_ENDPOINT = "https://huggingface.co"

@@ -33,14 +33,14 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from checks.registry import IMAGENET_META_FILES, IMAGENET_VAL_BLURRED
+from core.imagenet_files import bad_synset_lines, parse_synsets
+from core.registry import IMAGENET_META_FILES, IMAGENET_VAL_BLURRED
 from fetchers.download import ProgressArg, check_free_space, resolve_progress
 
 DEST_NAME = "imagenet_val"
 FLAT = re.compile(r"ILSVRC2012_val_(\d{8})\.JPEG")
 BLURRED = re.compile(r"val_blurred/(n\d{8})/ILSVRC2012_val_(\d{8})\.jpg")
 BLURRED_DIR = re.compile(r"val_blurred(/n\d{8})?")
-WNID = re.compile(r"n\d{8}")
 MAX_PROBLEMS = 100  # stop reading a tar that is clearly not an ImageNet val tar
 
 
@@ -70,8 +70,8 @@ class ReorganizeResult:
 
 def read_synsets(path: Path) -> list[str]:
     """Line i = wnid of val image i."""
-    labels = Path(path).read_text().split()
-    bad = [(i, w) for i, w in enumerate(labels, 1) if not WNID.fullmatch(w)]
+    labels = parse_synsets(Path(path).read_text())
+    bad = bad_synset_lines(labels)
     if not labels or bad:
         raise ReorganizeError(f"{path} is not a val synsets file (one wnid such as n01440764 per line): "
                               f"{'it is empty' if not labels else f'line {bad[0][0]} is {bad[0][1]!r}'}. "

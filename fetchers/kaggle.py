@@ -32,7 +32,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from checks.registry import COCO_KAGGLE_HANDLE, COCO_KAGGLE_PATH
+from core.registry import COCO_KAGGLE_HANDLE, COCO_KAGGLE_PATH
 from fetchers.download import DownloadError, ExistingFileDiffers, FetchResult
 
 ENDPOINT_ENV = "PREFLIGHT_KAGGLE_ENDPOINT"

@@ -18,16 +18,19 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from checks.imagenet import CLASS_INDEX, derive_wnid_to_label
-from checks.registry import (
+from core.hf_cache import cache_report
+from core.imagenet_files import derive_wnid_to_label
+from core.presence import asset_state
+from core.registry import (
     ASSETS,
+    CLASS_INDEX,
     COCO_VAL_ZIP,
     IMAGENET_META_FILES,
+    META_FILENAMES,
     WNID_TO_LABEL_FILENAME,
     Asset,
 )
-from checks.world import World
-from checks.presence import free_empty_folder, needs_fetch
+from core.world import World
 from fetchers.download import check_free_space, fetch_file, redact
 
 IMAGENET_TAR_NAMES = ("ILSVRC2012_img_val.tar", "val_blurred.tar.gz")
@@ -40,6 +43,29 @@ class FetchError(RuntimeError):
 
 def _summary(n_bytes: int, seconds: float, what: str = "fetched") -> str:
     return f"{what} {n_bytes / 2**20:,.1f} MiB in {seconds:.1f} s"
+
+
+# ----------------------------------------------------------------------------- policy
+
+
+def needs_fetch(world: World, asset: Asset) -> bool:
+    """Would a fetch add something? Absent, a dangling link, or files missing (never: files that differ)."""
+    state, _ = asset_state(world, asset)
+    path = world.path(asset)
+    if state == "absent" or (state == "broken" and path.is_symlink()):
+        return True
+    if asset.name == "imagenet_meta":
+        return not all((path / name).is_file() for name in META_FILENAMES)
+    if asset.kind == "model":
+        return bool(cache_report(world.facts_for(asset), world.hf_cache).missing)
+    return False
+
+
+def free_empty_folder(world: World, asset: Asset) -> None:
+    """An empty folder where a data asset goes holds nothing of the user's: make room for the fetch."""
+    path = world.path(asset)
+    if asset.kind == "data" and path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+        path.rmdir()
 
 
 def fetch_imagenet_meta(world: World, settings: dict) -> str:

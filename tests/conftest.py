@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `checks`, `fetchers` and `tests.fakes` import from the repository root
     sys.path.insert(0, str(REPO))
 
-from checks.registry import COCO_KAGGLE_HANDLE  # noqa: E402
+from core.registry import COCO_KAGGLE_HANDLE  # noqa: E402
 from tests.fakes.http_server import FakeHTTPServer  # noqa: E402
 from tests.fakes.hub_server import FakeHub  # noqa: E402
 from tests.fakes.kaggle_server import FakeKaggle, coco_val2017_files  # noqa: E402

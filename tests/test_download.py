@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from checks.registry import IMAGENET_META_FILES, RemoteFile
+from core.registry import IMAGENET_META_FILES, RemoteFile
 from fetchers.download import (
     DownloadError,
     ExistingFileDiffers,
@@ -135,7 +135,7 @@ def test_threads_racing_download_exactly_once(served, tmp_path: Path) -> None:
 RACER = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
-from checks.registry import RemoteFile
+from core.registry import RemoteFile
 from fetchers.download import fetch_file
 r = fetch_file(RemoteFile(*json.loads(sys.argv[2])), sys.argv[3], progress=None, backoff=0.001, chunk_size=65536)
 print(json.dumps({"already_present": r.already_present, "bytes": r.bytes_downloaded}))

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from checks.registry import IMAGENET_META_FILES
+from core.registry import IMAGENET_META_FILES
 from fetchers.__main__ import main
 from tests.checkrun import PROJECT
 

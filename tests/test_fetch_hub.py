@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from checks.registry import ASSETS, ModelFacts
+from core.registry import ASSETS, ModelFacts
 from fetchers.hub import HubFetchError, fetch_hf_model
 from tests.fakes.hub_server import FakeHub
 from tests.fakes.network import loopback_only
@@ -261,7 +261,7 @@ def test_env_vars_set_before_import_are_honoured(tmp_path: Path) -> None:
         repo = fake.add_repo(SIGLIP.repo_id, siglip_repo())
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
         env.update(HF_ENDPOINT=fake.url, HF_HOME=str(tmp_path / "home"), PYTHONPATH=str(REPO_ROOT))
-        script = ("from checks.registry import ASSETS; from fetchers.hub import fetch_hf_model\n"
+        script = ("from core.registry import ASSETS; from fetchers.hub import fetch_hf_model\n"
                   "from tests.fakes.network import loopback_only\n"
                   "with loopback_only() as refused:\n"
                   "    print(fetch_hf_model(ASSETS['siglip2_base'].facts).path)\n"

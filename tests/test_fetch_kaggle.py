@@ -16,13 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from checks.registry import COCO_KAGGLE_PATH
+from core.registry import COCO_KAGGLE_PATH
 from fetchers.download import ExistingFileDiffers
 from fetchers.kaggle import KaggleCredentialsWarning, KaggleFetchError, fetch_coco_kaggle
-from tests.fakes.kaggle_server import FakeKaggle
-
 from tests.conftest import COCO_VAL as VAL
 from tests.conftest import KAGGLE_USER as USER
+from tests.fakes.kaggle_server import FakeKaggle
 
 SECRET = "KGAT_c0ffee_TESTKEY_never_print_9f8e7d"  # recognizable: must never appear in any output
 

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from checks.registry import IMAGENET_META_FILES
 from checks.tiny import build_tiny_world, tiny_labels
+from core.registry import IMAGENET_META_FILES
 from tests.checkrun import clean_environment, run_checks
+from tests.conftest import KAGGLE_USER as USER
 from tests.fakes.hub_server import FakeHub
 from tests.fakes.imagenet_tar import write_val_tar
 from tests.fakes.kaggle_server import FakeKaggle
-from tests.conftest import KAGGLE_USER as USER
 
 KEY = "kaggle-key-for-tests"
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from checks.options import OPTIONS, OptionError, resolve
+from core.options import OPTIONS, OptionError, resolve
 from tests.checkrun import CHECKS, PROJECT, clean_environment
 
 
@@ -111,7 +111,7 @@ def test_report_json_shape(pytester, tmp_path):
 def test_markers_in_pytest_ini_match_the_registry():
     import configparser
 
-    from checks.registry import all_markers
+    from core.registry import all_markers
 
     ini = configparser.ConfigParser()
     ini.read(PROJECT / "pytest.ini")

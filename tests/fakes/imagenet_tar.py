@@ -6,11 +6,11 @@ import io
 import random
 import tarfile
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 
-@lru_cache(maxsize=None)
+@cache
 def tiny_jpeg(size: int = 8) -> bytes:
     from PIL import Image
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 
-from checks.imagenet import META_FILENAMES
-from checks.registry import Asset
-from checks.world import World
+from core.registry import Asset
+from core.world import World
 
 
 def asset_state(world: World, asset: Asset) -> tuple[str, str]:
@@ -28,25 +27,3 @@ def asset_state(world: World, asset: Asset) -> tuple[str, str]:
             return "present", ""
         return "absent", f"{asset.location} is not in the Hugging Face cache {world.hf_cache}"
     return "present", ""
-
-
-def needs_fetch(world: World, asset: Asset) -> bool:
-    """Would a fetch add something? Absent, a dangling link, or files missing (never: files that differ)."""
-    state, _ = asset_state(world, asset)
-    path = world.path(asset)
-    if state == "absent" or (state == "broken" and path.is_symlink()):
-        return True
-    if asset.name == "imagenet_meta":
-        return not all((path / name).is_file() for name in META_FILENAMES)
-    if asset.kind == "model":
-        from checks.models import cache_report
-
-        return bool(cache_report(world.facts_for(asset), world.hf_cache).missing)
-    return False
-
-
-def free_empty_folder(world: World, asset: Asset) -> None:
-    """An empty folder where a data asset goes holds nothing of the user's: make room for the fetch."""
-    path = world.path(asset)
-    if asset.kind == "data" and path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
-        path.rmdir()

@@ -84,6 +84,10 @@ IMAGENET_META_FILES: dict[str, RemoteFile] = {
     ),
 }
 WNID_TO_LABEL_FILENAME = "wnid_to_label.json"  # derived locally from the class index
+CLASS_INDEX = IMAGENET_META_FILES["class_index"].filename
+SIMPLE_LABELS = IMAGENET_META_FILES["simple_labels"].filename
+VAL_SYNSETS = IMAGENET_META_FILES["val_synsets"].filename
+META_FILENAMES = (CLASS_INDEX, SIMPLE_LABELS, VAL_SYNSETS, WNID_TO_LABEL_FILENAME)
 
 
 @dataclass(frozen=True)

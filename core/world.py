@@ -7,28 +7,12 @@ own small facts for the same assets. Checks only ever ask the world.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from checks import registry
-from checks.registry import ASSETS, Asset
-
-
-def default_hf_cache() -> Path:
-    """The Hugging Face hub cache, resolved the way huggingface_hub resolves it (without importing it)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "huggingface" / "hub"
-
-
-def repo_dir(hf_cache: Path, repo_id: str) -> Path:
-    """``models--org--name``: where huggingface_hub keeps model ``repo_id`` in the cache ``hf_cache``."""
-    return Path(hf_cache) / ("models--" + repo_id.replace("/", "--"))
+from core import registry
+from core.hf_cache import default_hf_cache, repo_dir
+from core.registry import ASSETS, Asset
 
 
 @dataclass(frozen=True)
@@ -63,7 +47,7 @@ class World:
         }, indent=1, default=sorted)
 
     @classmethod
-    def from_json(cls, text: str) -> "World":
+    def from_json(cls, text: str) -> World:
         raw = json.loads(text)
         facts: dict[str, object] = {n: a.facts for n, a in ASSETS.items()}
         for name, f in raw["facts"].items():

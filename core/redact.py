@@ -1,8 +1,4 @@
-"""Secrets out of text that gets shown: URLs (mirrors can carry credentials) and messages holding URLs.
-
-Here, under checks/, so that the checks (environment summary) and the fetchers (progress lines, error
-messages) share one function: checks never import fetchers.
-"""
+"""Secrets out of text that gets shown: URLs (mirrors can carry credentials) and messages holding URLs."""
 
 from __future__ import annotations
 
