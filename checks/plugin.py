@@ -28,6 +28,7 @@ NOTE_KEY = "preflight_note"
 REQUIRED_KEY = "preflight_required"
 INFO_KEY = "preflight_info"
 SIZE_KEY = "preflight_size"
+FIELD_KEY = "preflight_field"
 
 
 # --------------------------------------------------------------------------- selection
@@ -372,6 +373,10 @@ class AssetUnderCheck:
         files = f", {n_files:,} files" if n_files is not None else ""
         self._node.user_properties.append((SIZE_KEY, f"{human_bytes(n_bytes)}{files}"))
 
+    def record_field(self, key: str, value: object) -> None:
+        """A per-asset fact for the JSON report (e.g. ``revision``, ``weights_sha256``); JSON-serialisable."""
+        self._node.user_properties.append((FIELD_KEY, (key, value)))
+
     def note_info(self, message: str) -> None:
         """A fact worth a line in the readiness table (load time, memory, device name)."""
         self._node.user_properties.append((INFO_KEY, message))
@@ -472,6 +477,7 @@ class ReadinessReporter:
             message = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         self.report.add(name, row.required, report.outcome, message, [v for k, v in props if k == NOTE_KEY],
                         [v for k, v in props if k == INFO_KEY])
+        row.fields.update(dict(v for k, v in props if k == FIELD_KEY))
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:

@@ -53,6 +53,7 @@ class AssetRow:
     fetched: str = ""
     fix_command: str = ""
     specific_fixes: list[str] = field(default_factory=list)  # fixes that failing checks named themselves
+    fields: dict[str, object] = field(default_factory=dict)  # per-asset facts a check recorded (revision, …)
 
     @property
     def status(self) -> str:
@@ -87,6 +88,7 @@ class AssetRow:
             "info": self.info,
             "fetched": self.fetched or None,
             "fix": self.fix,
+            **self.fields,
         }
 
 

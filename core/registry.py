@@ -138,6 +138,12 @@ class ModelFacts:
     files: tuple[str | tuple[str, ...], ...]
     open_clip_name: str | None = None  # the -quickgelu architecture name
     approx_weight_bytes: int = 0
+    # The published weights (DESIGN.md §3): the revision they were pinned at, and the weight file's
+    # name, size and sha256. The Hub names an LFS blob in the cache by exactly this sha256.
+    revision: str = ""
+    weights_file: str = ""
+    weights_size: int = 0
+    weights_sha256: str = ""
 
 
 SIGLIP2_FILES: tuple[str | tuple[str, ...], ...] = (
@@ -240,7 +246,10 @@ ASSETS: dict[str, Asset] = {
             fetch_flag="--siglip2",
             size_hint="1.5 GB",
             facts=ModelFacts("transformers", "google/siglip2-base-patch16-224", 768, 224, 64, SIGLIP2_FILES,
-                             approx_weight_bytes=1_500_000_000),
+                             approx_weight_bytes=1_500_800_904,
+                             revision="75de2d55ec2d0b4efc50b3e9ad70dba96a7b2fa2",
+                             weights_file="model.safetensors", weights_size=1_500_800_904,
+                             weights_sha256="612923381c76ec5a9bed335d1c48827e3f2e506ac31b044b63b2031fadee6a0b"),
         ),
         Asset(
             "siglip2_so400m",
@@ -254,7 +263,10 @@ ASSETS: dict[str, Asset] = {
             fetch_flag="--siglip2",
             size_hint="4.5 GB",
             facts=ModelFacts("transformers", "google/siglip2-so400m-patch14-384", 1152, 384, 64, SIGLIP2_FILES,
-                             approx_weight_bytes=4_500_000_000),
+                             approx_weight_bytes=4_544_143_072,
+                             revision="e8e487298228002f3d8a82e0cd5c8ea9c567f57f",
+                             weights_file="model.safetensors", weights_size=4_544_143_072,
+                             weights_sha256="9f4f4a49f908ef0c979bce8ff5a5c0e88882dc6c5dc4304387cbbd152558e2c2"),
         ),
         Asset(
             "clip_b32",
@@ -267,7 +279,10 @@ ASSETS: dict[str, Asset] = {
             fetch_flag="--clip",
             size_hint="0.6 GB",
             facts=ModelFacts("open_clip", "timm/vit_base_patch32_clip_224.openai", 512, 224, 77, OPEN_CLIP_FILES,
-                             open_clip_name="ViT-B-32-quickgelu", approx_weight_bytes=605_000_000),
+                             open_clip_name="ViT-B-32-quickgelu", approx_weight_bytes=605_143_284,
+                             revision="a6f597a30f7b82c51704746581f9a4e41421e878",
+                             weights_file="open_clip_model.safetensors", weights_size=605_143_284,
+                             weights_sha256="e6d1bd7789aa45192b3bf90570a789b478bae1b74ebcce7eddd908e83a2b7c31"),
         ),
         Asset(
             "clip_l14",
@@ -280,7 +295,10 @@ ASSETS: dict[str, Asset] = {
             fetch_flag="--clip",
             size_hint="1.7 GB",
             facts=ModelFacts("open_clip", "timm/vit_large_patch14_clip_224.openai", 768, 224, 77, OPEN_CLIP_FILES,
-                             open_clip_name="ViT-L-14-quickgelu", approx_weight_bytes=1_710_000_000),
+                             open_clip_name="ViT-L-14-quickgelu", approx_weight_bytes=1_710_517_724,
+                             revision="18d0535469bb561bf468d76c1d73aa35156c922b",
+                             weights_file="open_clip_model.safetensors", weights_size=1_710_517_724,
+                             weights_sha256="9ce2e8a8ebfff3793d7d375ad6d3c35cb9aebf3de7ace0fc7308accab7cd207e"),
         ),
         Asset(
             "gpu",
