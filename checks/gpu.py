@@ -50,9 +50,10 @@ class GpuReport:
     cause: str  # "ok", "cpu-device", "cpu-only-build", "no-driver", "driver-too-old", "no-device-visible",
     #             "bad-device-index", "cuda-init-failed", "arch-missing", "kernel-failed", "kernel-wrong",
     #             "not-enough-memory"
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # the findings' messages
     notes: list[str] = field(default_factory=list)
     observation: GpuObservation | None = None
+    findings: list[Finding] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -138,7 +139,8 @@ def classify(o: GpuObservation, required_bytes: int = 0) -> GpuReport:
     """The verdict on an observation: status, a cause keyword, and problems in checklist shape."""
 
     def failed(cause: str, what: str, fix: str, where: str = "") -> GpuReport:
-        return GpuReport(o.device, "failed", cause, [Finding(what, where=where, fix=fix).message()], observation=o)
+        finding = Finding(what, where=where, fix=fix)
+        return GpuReport(o.device, "failed", cause, [finding.message()], observation=o, findings=[finding])
 
     if not o.device.startswith("cuda"):
         return GpuReport(o.device, "skipped", "cpu-device", notes=[f"device is {o.device!r}: GPU checks skipped"],
@@ -190,10 +192,12 @@ def classify(o: GpuObservation, required_bytes: int = 0) -> GpuReport:
         report.notes.append(f"{o.name} ({cc}) has no native bf16: use fp16 or fp32")
     if required_bytes and o.free_bytes is not None and o.free_bytes < required_bytes:
         report.status, report.cause = "failed", "not-enough-memory"
-        report.problems.append(Finding(
+        finding = Finding(
             f"not enough free GPU memory: {o.free_bytes / GiB:.1f} GiB free of {o.total_bytes / GiB:.1f} GiB on "
             f"{o.name}, the selected models need about {required_bytes / GiB:.1f} GiB", where=o.device,
-            fix="free the GPU (nvidia-smi shows who holds it), or select fewer models with -m").message())
+            fix="free the GPU (nvidia-smi shows who holds it), or select fewer models with -m")
+        report.problems.append(finding.message())
+        report.findings.append(finding)
     return report
 
 

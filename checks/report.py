@@ -1,40 +1,18 @@
-"""The readiness table: per asset ready / missing / broken / optional-absent / not-checked.
+"""The readiness table and the JSON report, summed up from typed outcomes.
 
-Test outcomes are classified by the prefix the checks give their messages (``missing:``,
-``broken:``, ``optional-absent:``, ``not-checked:``), so the same data survives the trip from
-xdist workers to the controller as plain report text.
+Each check reports (status, problem, fix) as data (``checks.verbs``); a row's status is derived
+from its checks' outcomes, and the verdict from the rows, the run-wide problems and what ran.
 """
 
 from __future__ import annotations
 
 import json
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.findings import Fix, Status
 from core.registry import ASSETS
-
-STATUSES = ("ready", "missing", "broken", "optional-absent", "not-checked")
-PREFIXES = ("missing", "broken", "optional-absent", "not-checked", "not-requested")
-
-
-def classify(message: str) -> str | None:
-    """The status a failure/skip message declares, if any."""
-    head = message.strip().removeprefix("Skipped: ").removeprefix("Failed: ")
-    for prefix in PREFIXES:
-        if head.startswith(prefix + ":"):
-            return prefix
-    return None
-
-
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def first_line(message: str) -> str:
-    text = message.strip().removeprefix("Skipped: ").removeprefix("Failed: ")
-    for prefix in PREFIXES:
-        text = text.removeprefix(prefix + ": ")
-    return text.splitlines()[0] if text else ""
 
 
 @dataclass
@@ -43,137 +21,248 @@ class AssetRow:
     required: bool
     path: str = ""
     size: str = ""
+    asset_fix: Fix = field(default_factory=Fix)  # the asset's own fix, made to work here
     passed: int = 0
-    failed: list[str] = field(default_factory=list)  # first lines of failure messages
-    declared: set[str] = field(default_factory=set)  # statuses declared by failures/skips
-    not_checked: list[str] = field(default_factory=list)  # checks that could not run
+    failed: list[tuple[Status, str]] = field(default_factory=list)  # (missing | broken, problem)
+    fixes: list[Fix] = field(default_factory=list)  # fixes that failing checks named themselves
+    not_checked: list[str] = field(default_factory=list)  # checks that could not run, and why
     not_requested: list[str] = field(default_factory=list)  # checks the user chose not to run
-    notes: list[str] = field(default_factory=list)  # warnings
+    optional_absent: str = ""
+    warnings: list[str] = field(default_factory=list)
     info: list[str] = field(default_factory=list)  # facts: load time, memory, device
-    fetched: str = ""
-    fix_command: str = ""
-    specific_fixes: list[str] = field(default_factory=list)  # fixes that failing checks named themselves
+    fetched: object = None  # fetchers.plan.FetchOutcome
     fields: dict[str, object] = field(default_factory=dict)  # per-asset facts a check recorded (revision, …)
 
     @property
-    def status(self) -> str:
-        if "missing" in self.declared:
-            return "missing"
+    def status(self) -> Status:
+        statuses = {s for s, _ in self.failed}
+        if Status.MISSING in statuses:
+            return Status.MISSING
         if self.failed:
-            return "broken"
-        if "optional-absent" in self.declared:
-            return "optional-absent"
+            return Status.BROKEN
+        if self.optional_absent:
+            return Status.OPTIONAL_ABSENT
         if self.not_checked or not self.passed:
-            return "not-checked"
-        return "ready"
+            return Status.NOT_CHECKED
+        return Status.READY
 
     @property
-    def fix(self) -> str:
-        """What a failing check itself said to do (e.g. the `mv` for a nested tree), else the asset's fix."""
-        if self.status not in ("missing", "broken", "optional-absent"):
-            return ""
-        return "; or ".join(self.specific_fixes[:2]) if self.status == "broken" and self.specific_fixes \
-            else self.fix_command
+    def only_by_choice(self) -> bool:
+        """Not checked only because the user asked so (--device cpu, no --deep)."""
+        return self.status is Status.NOT_CHECKED and not self.not_checked and bool(self.not_requested)
+
+    @property
+    def fails_verdict(self) -> bool:
+        if self.status in (Status.MISSING, Status.BROKEN):
+            return True
+        return self.status is Status.NOT_CHECKED and not self.only_by_choice and (self.required or self.passed > 0)
+
+    @property
+    def fix(self) -> Fix:
+        if self.status not in (Status.MISSING, Status.BROKEN, Status.OPTIONAL_ABSENT, Status.NOT_CHECKED):
+            return Fix()
+        if self.status is Status.NOT_CHECKED and self.only_by_choice:
+            return Fix()
+        if self.fetched is not None and not self.fetched.ok and self.fetched.fix:
+            return self.fetched.fix if isinstance(self.fetched.fix, Fix) else Fix(str(self.fetched.fix))
+        own = [f for f in self.fixes if f and f.text != self.asset_fix.text]
+        if self.status is Status.BROKEN and own:
+            return own[0]
+        if self.status is Status.NOT_CHECKED:
+            return self.fixes[0] if self.fixes else Fix()
+        return self.fixes[0] if self.fixes else self.asset_fix
+
+    def problems(self) -> list[str]:
+        out = [p for _, p in self.failed]
+        if self.status is Status.OPTIONAL_ABSENT:
+            out.append(self.optional_absent)
+        if self.status is not Status.OPTIONAL_ABSENT:
+            out += [f"not checked: {m}" for m in self.not_checked]
+        return out
 
     def as_dict(self) -> dict:
+        fetched = None
+        if self.fetched is not None:
+            fetched = {"ok": self.fetched.ok, "message": self.fetched.message}
         return {
             "name": self.name,
-            "status": self.status,
+            "status": str(self.status),
             "required": self.required,
             "path": self.path,
+            "problems": self.problems(),
+            "fix": self.fix.text,
+            "fix_commands": list(self.fix.commands),
+            "bytes": self.fields.get("bytes"),
             "size": self.size,
-            "problems": self.failed + [f"not checked: {m}" for m in self.not_checked],
             "not_requested": self.not_requested,
-            "notes": self.notes,
+            "warnings": self.warnings,
             "info": self.info,
-            "fetched": self.fetched or None,
-            "fix": self.fix,
-            **self.fields,
+            "fetched": fetched,
+            **{k: v for k, v in self.fields.items() if k != "bytes"},
         }
 
 
+@dataclass
+class Coverage:
+    """What the run covered: the selection, what narrowed it, how many checks ran."""
+
+    selection: str
+    narrowed_by: list[str] = field(default_factory=list)
+    ran: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return not self.narrowed_by
+
+
 class Report:
-    def __init__(self, selection: str, fixes: dict[str, str] | None = None):
-        self.selection = selection
-        self.fixes = fixes or {}  # asset -> the command that fixes it here (default: the registry's)
+    def __init__(self, selection: str, fixes: dict[str, Fix] | None = None):
+        self.coverage = Coverage(selection)
+        self.fixes = fixes or {}  # asset -> its fix made to work here (default: the registry's)
         self.rows: dict[str, AssetRow] = {}
+        self.problems: list[tuple[str, Fix]] = []  # run-wide
+
+    @property
+    def selection(self) -> str:
+        return self.coverage.selection
 
     def row(self, name: str, required: bool) -> AssetRow:
         if name not in self.rows:
-            self.rows[name] = AssetRow(name, required, fix_command=self.fixes.get(name, ASSETS[name].fix))
+            self.rows[name] = AssetRow(name, required, asset_fix=self.fixes.get(name, ASSETS[name].fix))
+        elif required:
+            self.rows[name].required = True
         return self.rows[name]
 
-    def add(self, name: str, required: bool, outcome: str, message: str, notes: list[str],
-            info: list[str] = ()) -> None:
+    def add(self, name: str, required: bool, passed: bool, result: dict | None) -> None:
+        """One check's result: passed, or the (status, problem, fix) it raised or was given."""
         row = self.row(name, required)
-        row.notes.extend(n for n in notes if n not in row.notes)
-        row.info.extend(n for n in info if n not in row.info)
-        declared = classify(message) if message else None
-        if declared == "not-requested":  # the user's choice (--device cpu, no --deep): not a gap
-            if outcome == "skipped":
-                line = first_line(message)
-                if line not in row.not_requested:
-                    row.not_requested.append(line)
-            return
-        if declared:
-            row.declared.add(declared)
-        if outcome == "passed":
+        if passed and result is None:
             row.passed += 1
-        elif outcome == "failed":
-            asset = ASSETS[name]
-            problem, _, fix = first_line(message).removeprefix(f"{name} ({asset.title}): ").partition(" — fix: ")
-            row.failed.append(problem or "failed")
-            if fix and fix != row.fix_command and fix not in row.specific_fixes:
-                row.specific_fixes.append(fix)
-        elif outcome == "skipped" and declared == "not-checked":
-            line = first_line(message)
-            if line not in row.not_checked:
-                row.not_checked.append(line)
+            return
+        status = Status(result["status"])
+        problem = result["problem"]
+        fix = Fix(result.get("fix", ""), tuple(result.get("fix_commands", ())))
+        if status in (Status.MISSING, Status.BROKEN):
+            if (status, problem) not in row.failed:
+                row.failed.append((status, problem))
+            if fix and fix not in row.fixes:
+                row.fixes.append(fix)
+        elif status is Status.OPTIONAL_ABSENT:
+            row.optional_absent = row.optional_absent or problem
+        elif status is Status.NOT_REQUESTED:
+            if problem not in row.not_requested:
+                row.not_requested.append(problem)
+        else:
+            if problem not in row.not_checked:
+                row.not_checked.append(problem)
+            if fix and fix not in row.fixes and problem.startswith("could not check"):
+                row.fixes.append(fix)
+
+    @property
+    def passed(self) -> int:
+        return sum(r.passed for r in self.rows.values())
+
+    @property
+    def not_checked(self) -> list[str]:
+        return [r.name for r in self.ordered() if r.status is Status.NOT_CHECKED]
 
     @property
     def ok(self) -> bool:
-        """Ready: nothing missing or broken, and nothing required left unchecked unless by choice."""
-        return not any(r.status in ("missing", "broken") or (r.required and r.not_checked)
-                       for r in self.rows.values())
+        """Ready: no run-wide problem, no failing row, and at least one check passed."""
+        return not self.problems and self.passed > 0 and not any(r.fails_verdict for r in self.rows.values())
 
     def ordered(self) -> list[AssetRow]:
         order = list(ASSETS)
         return sorted(self.rows.values(), key=lambda r: order.index(r.name))
 
     def as_dict(self) -> dict:
-        return {"selection": self.selection, "ok": self.ok, "assets": [r.as_dict() for r in self.ordered()]}
+        return {
+            "ok": self.ok,
+            "complete": self.coverage.complete,
+            "selection": self.selection,
+            "narrowed_by": self.coverage.narrowed_by,
+            "not_checked": self.not_checked,
+            "problems": [f"{p} — fix: {f}" if f else p for p, f in self.problems],
+            "verdict": self.verdict(),
+            "assets": [r.as_dict() for r in self.ordered()],
+        }
 
     def write_json(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.as_dict(), indent=2) + "\n")
 
+    # ------------------------------------------------------------------ the verdict
+
+    def verdict(self) -> str:
+        cov = self.coverage
+        scope = f"for {self.selection}"
+        if not cov.complete:
+            checks = f"the {cov.ran:,} check{'s' if cov.ran != 1 else ''} that ran"
+            scope = f"for {checks} (narrowed by {', '.join(cov.narrowed_by)}) — not a verdict on {self.selection}"
+        if self.ok:
+            by_choice = [r for r in self.ordered() if r.only_by_choice and r.required]
+            tail = "".join(f"; {r.name} not checked ({r.not_requested[0]})" for r in by_choice)
+            return f"READY {scope}{tail}"
+        why = []
+        if self.problems:
+            why.append(f"{len(self.problems)} run-wide problem{'s' if len(self.problems) > 1 else ''}")
+        failing = [r.name for r in self.ordered() if r.fails_verdict]
+        if failing:
+            why.append(f"{', '.join(failing)} not ready")
+        if not self.passed:
+            absent = [r.name for r in self.ordered() if r.status is Status.OPTIONAL_ABSENT]
+            why.append("no check passed" + (f" ({', '.join(absent)} absent)" if absent else ""))
+        return f"NOT READY {scope}: {'; '.join(why)}"
+
+    # ------------------------------------------------------------------ the table
+
     def lines(self, width: int = 120) -> list[str]:
         rows = self.ordered()
-        if not rows:
-            return []
-        head = ("asset", "status", "need", "location", "size")
-        cells = [(r.name, r.status, "required" if r.required else "optional", r.path, r.size) for r in rows]
-        widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head)]
-        fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-        out = [fmt.format(*head).rstrip(), fmt.format(*("-" * w for w in widths))]
-        for row, cell in zip(rows, cells):
-            out.append(fmt.format(*cell).rstrip())
-            for problem in row.failed[:4]:
-                out.append(f"    ✗ {_cut(problem, width)}")
-            if len(row.failed) > 4:
-                out.append(f"    ✗ … and {len(row.failed) - 4} more failing checks")
-            for line in row.not_checked[:3] if row.status not in ("missing", "optional-absent") else ():
-                out.append(f"    - not checked: {_cut(line, width)}")
-            for line in row.not_requested[:2] if row.status == "not-checked" else ():
-                out.append(f"    - not checked (as asked): {_cut(line, width)}")
-            for line in row.info:
-                out.append(f"    · {_cut(line, width)}")
-            for note in row.notes[:3]:
-                out.append(f"    ! {_cut(note, width)}")
-            if row.fetched:
-                out.append(f"    ↓ {row.fetched}")
-            if row.fix:
-                out.append(f"    fix: {row.fix}")
-        verdict = "READY" if self.ok else "NOT READY"
-        out.append(f"{verdict} for {self.selection}")
+        width = max(60, width)
+        out: list[str] = []
+        for problem, fix in self.problems:
+            out += _wrapped("✗ ", problem, width)
+            if fix:
+                out += _wrapped("  fix: ", fix.text, width)
+        if rows:
+            head = ("asset", "status", "need", "location", "size")
+            cells = [(r.name, str(r.status), "required" if r.required else "optional", r.path, r.size) for r in rows]
+            widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head)]
+            widths[3] = min(widths[3], max(20, width - sum(widths) + widths[3] - 8))
+            fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+            out += [fmt.format(*head).rstrip(), fmt.format(*("-" * w for w in widths))]
+            for row, cell in zip(rows, cells):
+                out.append(fmt.format(*cell).rstrip())
+                out += self._details(row, width)
+        out.append(self.verdict())
         return out
+
+    @staticmethod
+    def _details(row: AssetRow, width: int) -> list[str]:
+        out: list[str] = []
+        for problem in row.problems()[:6]:
+            marker = "- " if problem.startswith("not checked: ") else "✗ "
+            for i, line in enumerate(problem.splitlines()[:8]):
+                out += _wrapped(f"    {marker if i == 0 else '  '}", line, width)
+        if len(row.problems()) > 6:
+            out.append(f"    ✗ … and {len(row.problems()) - 6} more (see --report-json)")
+        if row.status is Status.NOT_CHECKED:
+            for line in row.not_requested[:2]:
+                out += _wrapped("    - not checked (as asked): ", line, width)
+        for line in row.info:
+            out += _wrapped("    · ", line, width)
+        for line in row.warnings[:3]:
+            out += _wrapped("    ! ", line, width)
+        if row.fetched is not None:
+            out += _wrapped("    ↓ ", ("fetched: " if row.fetched.ok else "fetch failed: ") + row.fetched.message,
+                            width)
+        if row.fix:
+            out += _wrapped("    fix: ", row.fix.text, width)
+        return out
+
+
+def _wrapped(prefix: str, text: str, width: int) -> list[str]:
+    """``text`` wrapped to ``width`` under ``prefix``; a long path stays whole rather than being cut."""
+    indent = " " * (len(prefix) - len(prefix.lstrip()) + 4)
+    return textwrap.wrap(text, width=width, initial_indent=prefix, subsequent_indent=indent,
+                         break_long_words=False, break_on_hyphens=False) or [prefix.rstrip()]

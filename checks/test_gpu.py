@@ -2,26 +2,28 @@
 
 import pytest
 
+from core.findings import Status
+
 pytestmark = pytest.mark.asset("gpu")
 
 
 @pytest.fixture
-def gpu(checkup):
+def gpu(asset, checkup):
     if checkup.device == "cpu":
-        pytest.skip("not-requested: --device cpu: the GPU is not checked (forward passes run on the CPU)")
+        asset.skip(Status.NOT_REQUESTED, "--device cpu: the GPU is not checked (forward passes run on the CPU)")
     return checkup.gpu_report
 
 
 def test_cuda_kernel_runs(gpu, asset):
     if gpu.cause not in ("ok", "not-enough-memory"):
-        pytest.fail("\n".join(gpu.problems), pytrace=False)
-    asset.note_info(gpu.summary())
+        asset.fail("\n".join(f.problem() for f in gpu.findings), gpu.findings[0].the_fix)
+    asset.info(gpu.summary())
     for note in gpu.notes:
-        asset.note_info(note)
+        asset.info(note)
 
 
-def test_enough_free_memory_for_the_selected_models(gpu):
+def test_enough_free_memory_for_the_selected_models(gpu, asset):
     if gpu.cause not in ("ok", "not-enough-memory"):
-        pytest.skip(f"not-checked: no working GPU ({gpu.cause}) to measure")
+        asset.skip(Status.NOT_CHECKED, f"no working GPU ({gpu.cause}) to measure free memory")
     if gpu.cause == "not-enough-memory":
-        pytest.fail("\n".join(gpu.problems), pytrace=False)
+        asset.fail("\n".join(f.problem() for f in gpu.findings), gpu.findings[0].the_fix)

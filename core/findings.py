@@ -1,11 +1,57 @@
-"""Failure messages in one shape: what is wrong — count and % — first examples — where — the fix."""
+"""Outcomes as data: a row's status, a fix (text for a person + the commands that repair it), findings.
+
+Every failure message has one shape: what is wrong — count and % — first examples — where — fix.
+"""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 MAX_EXAMPLES = 5
+
+
+class Status(enum.StrEnum):
+    """What the readiness table says of an asset (and of one check, before rows are summed up)."""
+
+    READY = "ready"
+    MISSING = "missing"
+    BROKEN = "broken"
+    OPTIONAL_ABSENT = "optional-absent"
+    NOT_CHECKED = "not-checked"
+    # A check the user chose not to run (--device cpu, no --deep): says so, never a gap.
+    NOT_REQUESTED = "not-requested"
+
+
+@dataclass(frozen=True)
+class Fix:
+    """How to repair something: ``text`` for a person; ``commands`` when the repair is mechanical.
+
+    ``commands`` run in order from the project root repair the row; empty when a person must act
+    first (e.g. download the ImageNet tar with an account).
+    """
+
+    text: str = ""
+    commands: tuple[str, ...] = ()
+
+    @classmethod
+    def run(cls, *commands: str, then: str = "") -> Fix:
+        """A fix that is just these commands (``then``: a sentence that follows them)."""
+        text = " && ".join(commands) + (f" ({then})" if then else "")
+        return cls(text, tuple(commands))
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __bool__(self) -> bool:
+        return bool(self.text or self.commands)
+
+    def before(self, *commands: str, why: str = "") -> Fix:
+        """This fix with ``commands`` first (e.g. ``mv`` a broken tree aside before re-fetching)."""
+        lead = " && ".join(commands)
+        text = f"{lead}{f' ({why})' if why else ''}, then {self.text}" if self.text else lead
+        return Fix(text, tuple(commands) + self.commands if self.commands else ())
 
 
 @dataclass(frozen=True)
@@ -16,14 +62,19 @@ class Finding:
     examples: Sequence[str] = field(default_factory=tuple)
     total: int | None = None  # the population the examples come from, for the percentage
     where: str = ""
-    fix: str = ""
+    fix: Fix | str = ""
     count: int | None = None  # defaults to len(examples)
 
     @property
     def n(self) -> int:
         return self.count if self.count is not None else len(self.examples)
 
-    def message(self) -> str:
+    @property
+    def the_fix(self) -> Fix:
+        return self.fix if isinstance(self.fix, Fix) else Fix(self.fix)
+
+    def problem(self) -> str:
+        """The message without the fix: what — count and % — first examples — where."""
         parts = [self.what]
         if self.total:
             parts.append(f"{self.n:,} of {self.total:,} ({100.0 * self.n / self.total:.2f}%)")
@@ -35,7 +86,17 @@ class Finding:
             parts.append(f"first: {shown}{more}" if self.n > 1 else f"{shown}")
         if self.where:
             parts.append(f"in {self.where}")
-        if self.fix:
-            parts.append(f"fix: {self.fix}")
         return " — ".join(parts)
 
+    def message(self) -> str:
+        fix = self.the_fix.text
+        return f"{self.problem()} — fix: {fix}" if fix else self.problem()
+
+
+def human_bytes(n: float) -> str:
+    """IEC units, as everywhere in preflight: 512 B, 34.5 KiB, 1.4 GiB."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"

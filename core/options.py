@@ -5,6 +5,7 @@ Pure functions, shared by the pytest plugin and the fetch CLI; an invalid value 
 
 from __future__ import annotations
 
+import enum
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -95,26 +96,42 @@ OPTIONS: dict[str, Option] = {
 }
 
 
+class Origin(enum.Enum):
+    """Where an option's value came from (relative paths are relative to the cwd or the project)."""
+
+    COMMAND_LINE = "command line"
+    ENVIRONMENT = "environment"
+    INI = "ini"
+    DEFAULT = "default"
+    IMPLIED = "implied"  # by another option, e.g. --device cpu by --tiny
+
+
 @dataclass(frozen=True)
 class Resolved:
     value: object
-    source: str  # "command line", "environment variable X", "ini key x in FILE", "default"
+    source: str  # for people: "command line --x", "environment variable X", "ini key x in FILE", "default"
+    origin: Origin = Origin.DEFAULT
+
+    @property
+    def given_by_user(self) -> bool:
+        """Typed by the user here and now (relative to the current directory), not read from the project."""
+        return self.origin in (Origin.COMMAND_LINE, Origin.ENVIRONMENT)
 
 
 def resolve(option: Option, cli: object, environ: Mapping[str, str] = os.environ,
             ini: str | None = None, ini_file: str = "the ini file") -> Resolved:
     """Apply the precedence chain; ``cli`` is None when the flag was not given."""
     if cli is not None:
-        raw, source = cli, f"command line {option.flag}"
+        raw, source, origin = cli, f"command line {option.flag}", Origin.COMMAND_LINE
     elif environ.get(option.env, "") != "":
-        raw, source = environ[option.env], f"environment variable {option.env}"
+        raw, source, origin = environ[option.env], f"environment variable {option.env}", Origin.ENVIRONMENT
     elif ini not in (None, ""):
-        raw, source = ini, f"ini key {option.ini} in {ini_file}"
+        raw, source, origin = ini, f"ini key {option.ini} in {ini_file}", Origin.INI
     else:
-        return Resolved(option.default, "default")
+        return Resolved(option.default, "default", Origin.DEFAULT)
     if not isinstance(raw, str):  # argparse already typed it (store_true flags)
-        return Resolved(raw, source)
+        return Resolved(raw, source, origin)
     try:
-        return Resolved(option.parse(raw), source)
+        return Resolved(option.parse(raw), source, origin)
     except OptionError as e:
         raise OptionError(f"invalid value {raw!r} for {option.flag} (from {source}): {e}") from None

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from core.findings import Fix, human_bytes
+
 # Phases and the experiments that belong to them (phase2 is retrieval and has no exp markers).
 PHASES: dict[str, tuple[str, ...]] = {
     "phase1": ("exp0", "exp0b", "exp4", "exp5"),
@@ -167,10 +169,15 @@ class Asset:
     location: str  # folder under the data root, or a Hugging Face repo id
     required_in: frozenset[str]
     optional_in: frozenset[str] = frozenset()
-    fix: str = ""
+    fix: Fix = Fix()
     fetch_flag: str | None = None  # the `python -m fetchers` flag that fetches it
-    size_hint: str = ""
+    approx_bytes: int = 0  # what a fetch downloads
     facts: object = None
+
+    @property
+    def size_hint(self) -> str:
+        n = self.approx_bytes or getattr(self.facts, "weights_size", 0)  # a model: its weight file
+        return human_bytes(n) if n else "size unknown"
 
     @property
     def selectors(self) -> frozenset[str]:
@@ -203,10 +210,11 @@ ASSETS: dict[str, Asset] = {
             "data",
             "imagenet_val",
             required_in=ALL_PHASES,
-            fix=f"{FETCH} --reorganize-imagenet /path/to/ILSVRC2012_img_val.tar "
-            "(download the tar from https://image-net.org, account needed)",
+            fix=Fix(f"download ILSVRC2012_img_val.tar ({IMAGENET_VAL_TAR.size / 2**30:.1f} GiB) from "
+                    "https://image-net.org (account needed), then run "
+                    f"{FETCH} --reorganize-imagenet /path/to/ILSVRC2012_img_val.tar"),
             fetch_flag="--reorganize-imagenet",
-            size_hint="6.4 GiB",
+            approx_bytes=IMAGENET_VAL_TAR.size,
             facts=IMAGENET_VAL_OFFICIAL,
         ),
         Asset(
@@ -216,9 +224,9 @@ ASSETS: dict[str, Asset] = {
             "data",
             "imagenet_meta",
             required_in=ALL_PHASES,
-            fix=f"{FETCH} --imagenet-map",
+            fix=Fix.run(f"{FETCH} --imagenet-map"),
             fetch_flag="--imagenet-map",
-            size_hint="0.5 MiB",
+            approx_bytes=sum(f.size for f in IMAGENET_META_FILES.values()),
             facts=ImageNetMetaFacts(),
         ),
         Asset(
@@ -229,9 +237,9 @@ ASSETS: dict[str, Asset] = {
             "coco_val2017",
             required_in=frozenset(),
             optional_in=_with_experiments("phase2", "phase3"),
-            fix=f"{FETCH} --coco",
+            fix=Fix.run(f"{FETCH} --coco"),
             fetch_flag="--coco",
-            size_hint="0.8 GiB",
+            approx_bytes=COCO_VAL_ZIP.size,
             facts=CocoFacts(),
         ),
         Asset(
@@ -242,9 +250,8 @@ ASSETS: dict[str, Asset] = {
             "google/siglip2-base-patch16-224",
             required_in=frozenset({"phase1", "exp4"}),
             optional_in=_with_experiments("phase2", "phase3"),
-            fix=f"{FETCH} --siglip2",
+            fix=Fix.run(f"{FETCH} --siglip2"),
             fetch_flag="--siglip2",
-            size_hint="1.5 GB",
             facts=ModelFacts("transformers", "google/siglip2-base-patch16-224", 768, 224, 64, SIGLIP2_FILES,
                              approx_weight_bytes=1_500_800_904,
                              revision="75de2d55ec2d0b4efc50b3e9ad70dba96a7b2fa2",
@@ -259,9 +266,8 @@ ASSETS: dict[str, Asset] = {
             "google/siglip2-so400m-patch14-384",
             required_in=frozenset({"phase1", "exp4"}),
             optional_in=_with_experiments("phase2", "phase3"),
-            fix=f"{FETCH} --siglip2",
+            fix=Fix.run(f"{FETCH} --siglip2"),
             fetch_flag="--siglip2",
-            size_hint="4.5 GB",
             facts=ModelFacts("transformers", "google/siglip2-so400m-patch14-384", 1152, 384, 64, SIGLIP2_FILES,
                              approx_weight_bytes=4_544_143_072,
                              revision="e8e487298228002f3d8a82e0cd5c8ea9c567f57f",
@@ -275,9 +281,8 @@ ASSETS: dict[str, Asset] = {
             "model",
             "timm/vit_base_patch32_clip_224.openai",
             required_in=ALL_PHASES,
-            fix=f"{FETCH} --clip",
+            fix=Fix.run(f"{FETCH} --clip"),
             fetch_flag="--clip",
-            size_hint="0.6 GB",
             facts=ModelFacts("open_clip", "timm/vit_base_patch32_clip_224.openai", 512, 224, 77, OPEN_CLIP_FILES,
                              open_clip_name="ViT-B-32-quickgelu", approx_weight_bytes=605_143_284,
                              revision="a6f597a30f7b82c51704746581f9a4e41421e878",
@@ -291,9 +296,8 @@ ASSETS: dict[str, Asset] = {
             "model",
             "timm/vit_large_patch14_clip_224.openai",
             required_in=ALL_PHASES,
-            fix=f"{FETCH} --clip",
+            fix=Fix.run(f"{FETCH} --clip"),
             fetch_flag="--clip",
-            size_hint="1.7 GB",
             facts=ModelFacts("open_clip", "timm/vit_large_patch14_clip_224.openai", 768, 224, 77, OPEN_CLIP_FILES,
                              open_clip_name="ViT-L-14-quickgelu", approx_weight_bytes=1_710_517_724,
                              revision="18d0535469bb561bf468d76c1d73aa35156c922b",
@@ -307,8 +311,8 @@ ASSETS: dict[str, Asset] = {
             "device",
             "cuda",
             required_in=ALL_PHASES,
-            fix="install a CUDA build of torch that matches the driver (nvidia-smi), "
-            "or run on a GPU node; `--device cpu` skips GPU checks",
+            fix=Fix("install a CUDA build of torch that matches the driver (nvidia-smi), "
+                    "or run on a GPU node; `--device cpu` skips GPU checks"),
         ),
         Asset(
             "python_env",
@@ -317,7 +321,7 @@ ASSETS: dict[str, Asset] = {
             "environment",
             "python",
             required_in=ALL_PHASES,
-            fix="pip install -r requirements.txt",
+            fix=Fix.run("pip install -r requirements.txt"),
         ),
     )
 }

@@ -99,24 +99,27 @@ def test_report_json_shape(pytester, tmp_path):
     pytester.runpytest_inprocess(str(CHECKS), "-p", "no:cacheprovider", "-m", "imagenet",
                                  f"--tiny-world={tmp_path / 'w'}", f"--report-json={out}")
     report = json.loads(out.read_text())
-    assert set(report) == {"assets", "selection", "ok"}
+    # The contract of README "The JSON report" and DESIGN.md §1.
+    assert {"ok", "complete", "selection", "narrowed_by", "not_checked", "problems", "assets"} <= set(report)
     assert report["ok"] is False and report["selection"] == "-m 'imagenet'"
+    assert report["complete"] is True and report["narrowed_by"] == [] and report["problems"] == []
     meta = next(a for a in report["assets"] if a["name"] == "imagenet_meta")
-    assert {"name", "status", "path", "problems", "fix"} <= set(meta)
-    assert meta["status"] == "broken"
+    assert {"name", "status", "required", "path", "problems", "fix", "fix_commands", "bytes"} <= set(meta)
+    assert meta["status"] == "broken" and meta["required"] is True
     assert any("wnid_to_label.json" in p for p in meta["problems"])
     assert meta["fix"] == "python -m fetchers --imagenet-map"
+    assert meta["fix_commands"] == ["python -m fetchers --imagenet-map"]
+    assert isinstance(meta["bytes"], int) and meta["bytes"] > 0
 
 
-def test_markers_in_pytest_ini_match_the_registry():
-    import configparser
-
+def test_every_registry_marker_is_registered_by_the_plugin(pytester):
     from core.registry import all_markers
 
-    ini = configparser.ConfigParser()
-    ini.read(PROJECT / "pytest.ini")
-    listed = {line.split(":")[0].strip() for line in ini["pytest"]["markers"].strip().splitlines()}
-    assert listed == set(all_markers())
+    result = pytester.runpytest_inprocess(str(CHECKS), "--markers", "-p", "no:cacheprovider")
+    listed = {line.split(":")[0].removeprefix("@pytest.mark.").split("(")[0] for line in result.outlines
+              if line.startswith("@pytest.mark.")}
+    assert set(all_markers()) <= listed
+    assert "markers" not in (PROJECT / "pytest.ini").read_text().split("#")[0], "pytest.ini restates the markers"
 
 
 def test_unregistered_marker_is_a_usage_error(pytester):

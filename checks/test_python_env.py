@@ -7,14 +7,14 @@ from checks import envinfo
 pytestmark = pytest.mark.asset("python_env")
 
 
-def test_package_versions():
+def test_package_versions(asset):
     problems = envinfo.environment_problems()
     if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
+        asset.fail("\n".join(problems))
 
 
 @pytest.mark.model
-def test_torch_and_torchvision_work_together():
+def test_torch_and_torchvision_work_together(asset):
     problem = envinfo.torch_pair_problem()
     if problem:
-        pytest.fail(problem, pytrace=False)
+        asset.fail(problem)

@@ -1,0 +1,226 @@
+"""One pytest session's state: settings, the world under check, run-wide problems, cached scans.
+
+Each xdist worker has its own ``Checkup``; the controller builds the world (and fetches) first.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import pytest
+
+from checks.selection import Selection
+from core.findings import Fix
+from core.options import OPTIONS, OptionError, Origin, Resolved, resolve
+from core.registry import ASSETS, Asset
+from core.world import World
+
+
+def stamp() -> str:
+    """A suffix for a folder moved aside (unique per second, sortable)."""
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def resolve_settings(config: pytest.Config) -> dict[str, Resolved]:
+    """Every preflight option through its precedence chain; a bad value stops the run, naming its source."""
+    ini_file = str(config.inipath) if config.inipath else "the ini file"
+    settings = {}
+    for name, opt in OPTIONS.items():
+        try:
+            settings[name] = resolve(opt, config.getoption(opt.dest), os.environ, config.getini(opt.ini), ini_file)
+        except OptionError as e:
+            raise pytest.UsageError(str(e)) from None
+    if (settings["tiny"].value or settings["tiny-world"].value) and settings["device"].origin is Origin.DEFAULT:
+        settings["device"] = Resolved("cpu", "--tiny", Origin.IMPLIED)
+    root = settings["data-root"]
+    if not root.value.is_absolute():  # relative to where the value was given
+        base = Path.cwd() if root.given_by_user else config.rootpath
+        settings["data-root"] = Resolved(base / root.value, root.source, root.origin)
+    return settings
+
+
+def data_root_problem(root: Path, source: str) -> tuple[str, Fix] | None:
+    """A data root that cannot hold the data: one run-wide problem instead of a 'missing' per asset."""
+    where = f"the data root {root} (from {source})"
+    if root.is_symlink() and not root.exists():
+        return (f"{where} is a symlink to {os.readlink(root)}, which does not exist",
+                Fix(f"mount or restore {os.readlink(root)}, or pass --data-root=PATH"))
+    if root.exists() and not root.is_dir():
+        return (f"{where} is not a folder",
+                Fix(f"pass --data-root=PATH to the folder that holds {', '.join(_data_folders())}, "
+                    f"or move {root} aside"))
+    if not root.exists():
+        parent = next((p for p in root.parents if p.exists()), None)
+        if parent is not None and not parent.is_dir():
+            return (f"{where} cannot exist: {parent} is a file",
+                    Fix(f"pass --data-root=PATH to a folder, or move {parent} aside"))
+        return (f"{where} does not exist (a typo, or not mounted?)",
+                Fix(f"pass --data-root=PATH to the folder that holds {', '.join(_data_folders())}; "
+                    "or fetch into this one: the fixes below create it"))
+    if not os.access(root, os.R_OK | os.X_OK):
+        return f"{where} cannot be read", Fix(f"check the permissions of {root}")
+    return None
+
+
+def _data_folders() -> list[str]:
+    return [f"{a.location}/" for a in ASSETS.values() if a.kind == "data"]
+
+
+@dataclass
+class Checkup:
+    """Everything one pytest session (one xdist worker) knows: settings, world, cached scans."""
+
+    settings: dict[str, Resolved]
+    selection: Selection
+    world: World | None = None
+    tiny_root: Path | None = None
+    fetched: dict[str, object] = field(default_factory=dict)  # asset -> fetchers.plan.FetchOutcome
+    problems: list[tuple[str, Fix]] = field(default_factory=list)  # run-wide (e.g. the data root)
+    owns_tiny_root: bool = False  # built by this session, removed at its end
+    presence_selected: dict[str, bool] = field(default_factory=dict)  # asset -> its test_present runs
+
+    def value(self, name: str):
+        return self.settings[name].value
+
+    @property
+    def device(self) -> str:
+        return self.value("device")
+
+    @property
+    def load_device(self) -> str:
+        """Where models load: the CPU when no GPU check is selected (`-m "… and not gpu"`)."""
+        return "cpu" if self.selection.excludes_family("gpu") else self.device
+
+    def fix(self, asset: Asset, present: bool = False) -> Fix:
+        """The registry's fix, made to work here: this data root, this ImageNet tar, offline mode off.
+
+        A fetch never replaces a folder that is there: for a broken ImageNet val or COCO tree, the
+        fix moves it aside first (nothing is deleted).
+        """
+        fix = asset.fix
+        if asset.name == "imagenet_val" and self.imagenet_tar:
+            fix = Fix.run(f"python -m fetchers --reorganize-imagenet {self.imagenet_tar}")
+        env = "HF_HUB_OFFLINE=0 " if asset.kind == "model" and _offline_env() else ""
+        if fix.commands:
+            fix = Fix.run(*(f"{env}{c}{self._root_flag(asset)}" if c.startswith("python -m fetchers") else c
+                            for c in fix.commands))
+        elif self._root_flag(asset):
+            fix = Fix(fix.text + self._root_flag(asset))
+        if present and asset.kind == "data" and asset.name != "imagenet_meta" and self.world is not None:
+            path = self.world.path(asset)
+            fix = fix.before(f"mv {path} {path}.moved-aside-{stamp()}",
+                             why="the fetch never replaces a folder that is there")
+        return fix
+
+    def _root_flag(self, asset: Asset) -> str:
+        root = self.settings["data-root"]
+        if asset.kind != "data" or self.tiny_root or root.origin is Origin.DEFAULT:
+            return ""
+        return f" --data-root={root.value}"
+
+    @cached_property
+    def imagenet_tar(self) -> Path | None:
+        if self.world is None or self.tiny_root:
+            return None
+        from checks.fetching import find_imagenet_tar
+
+        return find_imagenet_tar(self.world, {k: r.value for k, r in self.settings.items()})
+
+    @cached_property
+    def verify_cache(self):
+        from checks.deep import VerifyCache, default_cache_path
+
+        return VerifyCache(self.tiny_root / "verified.sqlite3" if self.tiny_root else default_cache_path())
+
+    @cached_property
+    def val_tree(self):
+        from checks.imagenet import scan_val
+
+        return scan_val(self.world.path("imagenet_val"), self.world.facts_for("imagenet_val"))
+
+    @cached_property
+    def meta(self):
+        from checks.imagenet import load_meta
+
+        return load_meta(self.world.path("imagenet_meta"))
+
+    @cached_property
+    def gpu_report(self):
+        """One probe per session, sized for the models this selection touches."""
+        from checks.gpu import probe_gpu, required_free_bytes
+
+        touched = [self.world.facts_for(a) for a in ASSETS.values() if a.kind == "model" and self.selection.touches(a)]
+        return probe_gpu(self.device, required_free_bytes(touched))
+
+    @cached_property
+    def coco_tree(self):
+        from checks.coco import scan_coco
+
+        return scan_coco(self.world.path("coco_val2017"), self.world.facts_for("coco_val2017"))
+
+    # ------------------------------------------------------------------ the world
+
+    def open_world(self, worker_tiny_root: str | None = None) -> None:
+        """Build or load the world: a tiny one (--tiny, --tiny-world, or the controller's) or the data root."""
+        from checks import tiny
+
+        if worker_tiny_root:
+            self.tiny_root = Path(worker_tiny_root)
+            self.world = tiny.load_tiny_world(self.tiny_root)
+        elif self.value("tiny-world"):
+            self.tiny_root = self.value("tiny-world").resolve()
+            if not (self.tiny_root / tiny.WORLD_FILE).is_file():
+                raise pytest.UsageError(f"no tiny world in {self.tiny_root} ({tiny.WORLD_FILE} is missing): "
+                                        "build one with checks.tiny.build_tiny_world, or use --tiny")
+            self.world = tiny.load_tiny_world(self.tiny_root)
+        elif self.value("tiny"):
+            self.tiny_root = Path(tempfile.mkdtemp(prefix="preflight-tiny-")) / "world"
+            self.world = tiny.build_tiny_world(self.tiny_root)
+            self.owns_tiny_root = True
+        else:
+            self.world = World(self.value("data-root"))
+            uses_data = any(ASSETS[n].kind == "data" for n in self.selection.touched)
+            problem = data_root_problem(self.world.data_root, self.settings["data-root"].source) if uses_data else None
+            if problem:
+                self.problems.append(problem)
+
+    def close(self) -> None:
+        if self.owns_tiny_root and self.tiny_root:
+            shutil.rmtree(self.tiny_root.parent, ignore_errors=True)
+
+
+def _offline_env() -> bool:
+    return any(os.environ.get(v, "").upper() in {"1", "ON", "YES", "TRUE"}
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def header_lines(checkup: Checkup) -> list[str]:
+    """The report header: what this run checks, where, with which libraries (reproducible runs)."""
+    s = checkup.settings
+    lines = [f"preflight: selection {checkup.selection.describe()}; device {s['device'].value} ({s['device'].source})"]
+    if checkup.tiny_root:
+        lines.append(f"preflight: tiny world in {checkup.tiny_root}")
+    else:
+        lines.append(f"preflight: data root {s['data-root'].value} ({s['data-root'].source})")
+    if checkup.world:
+        lines.append(f"preflight: Hugging Face cache {checkup.world.hf_cache}")
+    try:
+        from checks.envinfo import environment_summary
+
+        env = environment_summary()
+        cuda = f" (CUDA {env['torch_cuda_build']})" if env.get("torch_cuda_build") else " (CPU build)"
+        versions = [f"{k} {env[k]}" + (cuda if k == "torch" else "") for k in
+                    ("python", "torch", "torchvision", "transformers", "open_clip", "huggingface_hub") if env.get(k)]
+        lines.append("preflight: " + ", ".join(versions))
+        redirects = [f"{k} {env[k]}" for k in ("hf_endpoint", "preflight_mirror", "hf_hub_offline") if env.get(k)]
+        if redirects:
+            lines.append("preflight: " + ", ".join(redirects))
+    except Exception as e:  # the header never fails the run
+        lines.append(f"preflight: environment summary unavailable ({type(e).__name__})")
+    return lines
