@@ -7,34 +7,26 @@ narrowed the run), ``verbs`` (what checks call), ``report`` (rows and verdict), 
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 
 import pytest
 
-from checks.report import Report
-from checks.selection import MarkExpressionError, Selection, matches, narrowing_arguments
-from checks.session import Checkup, header_lines, resolve_settings
+from checks.report import ReadinessReporter
+from checks.selection import MarkExpressionError, Selection, matches
+from checks.session import CHECKUP, NARROWED, Checkup, header_lines, is_worker, resolve_settings
 from checks.verbs import (
     ASSET_KEY,
-    FIELD_KEY,
-    INFO_KEY,
     OUTCOME_KEY,
     REQUIRED_KEY,
-    SIZE_KEY,
-    WARNING_KEY,
     AssetCheck,
     CheckSkipped,
     could_not_check,
     expect_none,  # noqa: F401  (transitional re-export: checks import it from checks.verbs)
     for_assets,  # noqa: F401
+    outcome,
 )
 from core.findings import Status
 from core.options import OPTIONS
 from core.registry import ASSETS, all_markers
-
-CHECKUP = pytest.StashKey[Checkup]()
-NARROWED = pytest.StashKey[list]()  # what narrowed the run, besides -m
-CHECKS_DIR = Path(__file__).resolve().parent
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -56,7 +48,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(e)) from None
     config.stash[CHECKUP] = Checkup(resolve_settings(config), Selection(markexpr))
     config.stash[NARROWED] = []
-    if not _is_worker(config):
+    if not is_worker(config):
         # The readiness table says each failure once: no FAILURES section, no short summary, unless asked.
         if config.option.tbstyle == "auto":
             config.option.tbstyle = "no"
@@ -65,10 +57,6 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(ReadinessReporter(config), "preflight-report")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(), "preflight-xdist")
-
-
-def _is_worker(config: pytest.Config) -> bool:
-    return hasattr(config, "workerinput")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -83,8 +71,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """Build (or, in an xdist worker, load) the world before workers start and before collection."""
     config = session.config
     checkup = config.stash[CHECKUP]
-    checkup.open_world(config.workerinput.get("preflight_tiny_root") if _is_worker(config) else None)
-    if checkup.value("fetch-missing") and not _is_worker(config) and not checkup.problems:
+    checkup.open_world(config.workerinput.get("preflight_tiny_root") if is_worker(config) else None)
+    lf = config.pluginmanager.get_plugin("lfplugin")
+    if config.getoption("lf", False) and lf is not None and lf.lastfailed:
+        config.stash[NARROWED].append("--lf")  # it drops passed files before collection: no deselection hook
+    if checkup.value("fetch-missing") and not is_worker(config) and not checkup.problems:
         from checks.fetching import fetch_missing
 
         capture = config.pluginmanager.getplugin("capturemanager")  # off, so progress bars show
@@ -94,7 +85,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     checkup = config.stash.get(CHECKUP, None)
-    if checkup and not _is_worker(config):
+    if checkup and not is_worker(config):
         checkup.close()
 
 
@@ -144,7 +135,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     for item in session.items:
         if getattr(item, "originalname", item.name) == "test_present":
             checkup.presence_selected[dict(item.user_properties)[ASSET_KEY]] = True
-    if _is_worker(config):
+    if is_worker(config):
         config.workeroutput["preflight_narrowed"] = config.stash[NARROWED]
 
 
@@ -157,7 +148,6 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
     if not any(matches(markexpr, {m.name for m in i.iter_markers()}) for i in items):
         return  # `-m` itself
     reasons = [r for r, on in ((f"-k {config.option.keyword!r}", config.option.keyword),
-                               ("--lf", getattr(config.option, "lf", False)),
                                ("--deselect", config.option.deselect),
                                ("--sw", getattr(config.option, "stepwise", False))) if on]
     narrowed = config.stash[NARROWED]
@@ -174,8 +164,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         asset = dict(item.user_properties).get(ASSET_KEY)
         where = item.config.stash[CHECKUP].world.path(asset) if asset else None
         if isinstance(exc, pytest.skip.Exception):
-            result = {"status": str(Status.NOT_CHECKED), "problem": f"{item.name} skipped: {exc.msg}",
-                      "fix": "", "fix_commands": []}
+            result = outcome(Status.NOT_CHECKED, f"{item.name} skipped: {exc.msg}")
+        elif isinstance(exc, pytest.fail.Exception):  # a check's own plain pytest.fail: a finding
+            result = outcome(Status.BROKEN, exc.msg or f"{item.name} failed")
         else:
             result = could_not_check(exc, where)
     if result is not None:
@@ -205,7 +196,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     config = metafunc.config
     # Only xdist workers collect under -n; they know how many they are.
-    workers = config.workerinput["workercount"] if _is_worker(config) else 1
+    workers = config.workerinput["workercount"] if is_worker(config) else 1
     count = 4 * workers if config.stash[CHECKUP].value("deep") and workers > 1 else 1
     metafunc.parametrize("deep_shard", [(i, count) for i in range(count)],
                          ids=[f"shard{i + 1}of{count}" for i in range(count)])
@@ -223,85 +214,3 @@ def gpu_ready(checkup: Checkup) -> None:
 def deep(checkup: Checkup) -> None:
     if not checkup.value("deep"):
         raise CheckSkipped(Status.NOT_REQUESTED, "decoding every file and hashing every blob runs with --deep")
-
-
-# --------------------------------------------------------------------------- report
-
-
-class ReadinessReporter:
-    """Collects outcomes per asset (in the controller under xdist) and prints the table."""
-
-    def __init__(self, config: pytest.Config):
-        self.config = config
-        self.checkup: Checkup = config.stash[CHECKUP]
-        self.report: Report | None = None
-        self.expected: int | None = None
-        self.ran: set[str] = set()
-        self.active = False  # some preflight check reported (not a run of the self-tests alone)
-
-    def _report(self) -> Report:
-        if self.report is None:
-            checkup = self.checkup
-            fixes = {n: checkup.fix(a, present=checkup.world is not None and checkup.world.path(a).exists()
-                                    if a.kind == "data" else False) for n, a in ASSETS.items()}
-            self.report = Report(checkup.selection.describe(), fixes)
-            self.report.problems = list(checkup.problems)
-        return self.report
-
-    def pytest_collection_finish(self, session: pytest.Session) -> None:
-        if not _is_worker(session.config) and not self.config.pluginmanager.hasplugin("dsession"):
-            self.expected = len(session.items)
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.ran.add(report.nodeid)
-        props = report.user_properties
-        name = next((v for k, v in props if k == ASSET_KEY), None)
-        self.active = self.active or name is not None
-        result = next((v for k, v in props if k == OUTCOME_KEY), None)
-        if name is None or (report.when != "call" and result is None):
-            return
-        report_ = self._report()
-        row = report_.row(name, dict(props).get(REQUIRED_KEY, True))
-        row.size = next((v for k, v in reversed(props) if k == SIZE_KEY), row.size)
-        row.warnings += [v for k, v in props if k == WARNING_KEY and v not in row.warnings]
-        row.info += [v for k, v in props if k == INFO_KEY and v not in row.info]
-        row.fields.update(dict(v for k, v in props if k == FIELD_KEY))
-        report_.add(name, row.required, report.passed, result)
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if not self.active:
-            return
-        report, checkup = self._report(), self.checkup
-        world = checkup.world
-        for row in report.rows.values():
-            asset = ASSETS[row.name]
-            row.path = str(world.path(asset)) if world and asset.kind in ("data", "model") else asset.location
-            row.fetched = checkup.fetched.get(row.name)
-        cov = report.coverage
-        cov.ran = len(self.ran)
-        cov.narrowed_by = list(self.config.stash[NARROWED])
-        args = self.config.args if self.config.args_source is pytest.Config.ArgsSource.ARGS else []
-        cov.narrowed_by += [f"the argument {a}" for a in narrowing_arguments(args, CHECKS_DIR,
-                                                                            self.config.invocation_params.dir)]
-        if session.exitstatus == pytest.ExitCode.INTERRUPTED:
-            cov.narrowed_by.append("an interruption")
-        elif self.expected is not None and len(self.ran) < self.expected:
-            cov.narrowed_by.append(f"an early stop after {len(self.ran)} of {self.expected} checks (-x/--maxfail)")
-        out = checkup.value("report-json")
-        if out is not None:
-            report.write_json(out)
-        if not report.ok and session.exitstatus == pytest.ExitCode.OK:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED  # e.g. a required check could not run
-
-    def pytest_terminal_summary(self, terminalreporter) -> None:
-        if not self.active:
-            return
-        report = self._report()
-        terminalreporter.section("preflight readiness")
-        ok = report.ok
-        for line in report.lines(terminalreporter._tw.fullwidth):
-            markup = {}
-            if line.startswith(("READY", "NOT READY")):
-                markup = {"green": True, "bold": True} if ok else {"red": True, "bold": True}
-            terminalreporter.write_line(line, **markup)

@@ -1,4 +1,4 @@
-"""The readiness table and the JSON report, summed up from typed outcomes.
+"""The readiness table and the JSON report, summed up from typed outcomes; the plugin that prints them.
 
 Each check reports (status, problem, fix) as data (``checks.verbs``); a row's status is derived
 from its checks' outcomes, and the verdict from the rows, the run-wide problems and what ran.
@@ -11,8 +11,15 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
+from checks.selection import narrowing_arguments
+from checks.session import CHECKUP, NARROWED, Checkup, is_worker
+from checks.verbs import ASSET_KEY, FIELD_KEY, INFO_KEY, OUTCOME_KEY, REQUIRED_KEY, SIZE_KEY, WARNING_KEY
 from core.findings import Fix, Status
 from core.registry import ASSETS
+
+CHECKS_DIR = Path(__file__).resolve().parent
 
 
 @dataclass
@@ -266,3 +273,85 @@ def _wrapped(prefix: str, text: str, width: int) -> list[str]:
     indent = " " * (len(prefix) - len(prefix.lstrip()) + 4)
     return textwrap.wrap(text, width=width, initial_indent=prefix, subsequent_indent=indent,
                          break_long_words=False, break_on_hyphens=False) or [prefix.rstrip()]
+
+
+# --------------------------------------------------------------------------- the pytest side
+
+
+class ReadinessReporter:
+    """Collects outcomes per asset (in the controller under xdist) and prints the table."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        self.checkup: Checkup = config.stash[CHECKUP]
+        self.report: Report | None = None
+        self.expected: int | None = None
+        self.ran: set[str] = set()
+        self.active = False  # some preflight check reported (not a run of the self-tests alone)
+
+    def _report(self) -> Report:
+        if self.report is None:
+            checkup = self.checkup
+            fixes = {n: checkup.fix(a, present=checkup.world is not None and checkup.world.path(a).exists()
+                                    if a.kind == "data" else False) for n, a in ASSETS.items()}
+            self.report = Report(checkup.selection.describe(), fixes)
+            self.report.problems = list(checkup.problems)
+        return self.report
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if not is_worker(session.config) and not self.config.pluginmanager.hasplugin("dsession"):
+            self.expected = len(session.items)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.ran.add(report.nodeid)
+        props = report.user_properties
+        name = next((v for k, v in props if k == ASSET_KEY), None)
+        self.active = self.active or name is not None
+        result = next((v for k, v in props if k == OUTCOME_KEY), None)
+        if name is None or (report.when != "call" and result is None):
+            return
+        report_ = self._report()
+        row = report_.row(name, dict(props).get(REQUIRED_KEY, True))
+        row.size = next((v for k, v in reversed(props) if k == SIZE_KEY), row.size)
+        row.warnings += [v for k, v in props if k == WARNING_KEY and v not in row.warnings]
+        row.info += [v for k, v in props if k == INFO_KEY and v not in row.info]
+        row.fields.update(dict(v for k, v in props if k == FIELD_KEY))
+        report_.add(name, row.required, report.passed, result)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if not self.active:
+            return
+        report, checkup = self._report(), self.checkup
+        world = checkup.world
+        for row in report.rows.values():
+            asset = ASSETS[row.name]
+            row.path = str(world.path(asset)) if world and asset.kind in ("data", "model") else asset.location
+            row.fetched = checkup.fetched.get(row.name)
+        cov = report.coverage
+        cov.ran = len(self.ran)
+        cov.narrowed_by = list(self.config.stash[NARROWED])
+        args = self.config.args if self.config.args_source is pytest.Config.ArgsSource.ARGS else []
+        cov.narrowed_by += [f"the argument {a}" for a in narrowing_arguments(args, CHECKS_DIR,
+                                                                            self.config.invocation_params.dir)]
+        if session.exitstatus == pytest.ExitCode.INTERRUPTED:
+            cov.narrowed_by.append("an interruption")
+        elif self.expected is not None and len(self.ran) < self.expected:
+            cov.narrowed_by.append(f"an early stop after {len(self.ran)} of {self.expected} checks (-x/--maxfail)")
+        out = checkup.value("report-json")
+        if out is not None:
+            report.write_json(out)
+        if not report.ok and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED  # e.g. a required check could not run
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if not self.active:
+            return
+        report = self._report()
+        terminalreporter.section("preflight readiness")
+        ok = report.ok
+        for line in report.lines(terminalreporter._tw.fullwidth):
+            markup = {}
+            if line.startswith(("READY", "NOT READY")):
+                markup = {"green": True, "bold": True} if ok else {"red": True, "bold": True}
+            terminalreporter.write_line(line, **markup)

@@ -195,6 +195,14 @@ class Checkup:
             shutil.rmtree(self.tiny_root.parent, ignore_errors=True)
 
 
+CHECKUP = pytest.StashKey[Checkup]()
+NARROWED = pytest.StashKey[list]()  # what narrowed the run, besides -m
+
+
+def is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
 def _offline_env() -> bool:
     return any(os.environ.get(v, "").upper() in {"1", "ON", "YES", "TRUE"}
                for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))

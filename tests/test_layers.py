@@ -1,0 +1,52 @@
+"""The house's layers hold: core imports neither checks nor fetchers; fetchers import only core;
+one module of checks imports fetchers."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.checkrun import PROJECT
+
+
+def imported_packages(path: Path) -> set[str]:
+    """Top-level project packages a module imports (at module level or inside functions)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names & {"core", "checks", "fetchers", "tests"}
+
+
+def modules(package: str) -> list[Path]:
+    return sorted((PROJECT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", modules("core"), ids=lambda p: p.name)
+def test_core_imports_neither_checks_nor_fetchers(path):
+    assert imported_packages(path) <= {"core"}, f"{path.relative_to(PROJECT)} reaches out of core"
+
+
+@pytest.mark.parametrize("path", modules("fetchers"), ids=lambda p: p.name)
+def test_fetchers_import_only_core(path):
+    assert imported_packages(path) <= {"core", "fetchers"}, f"{path.relative_to(PROJECT)} imports checks"
+
+
+def test_one_module_of_checks_imports_fetchers():
+    importers = [p.name for p in modules("checks") if "fetchers" in imported_packages(p)]
+    assert importers == ["fetching.py"]
+
+
+def test_the_hooks_file_fits_on_a_screen():
+    assert len((PROJECT / "checks" / "plugin.py").read_text().splitlines()) <= 250
+
+
+def test_a_wrong_way_import_is_caught(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    from checks.imagenet import scan_val\n")
+    assert imported_packages(bad) == {"checks"}
