@@ -1,90 +1,530 @@
-"""Fetch model weights from the Hugging Face Hub with huggingface_hub itself: its cache layout, locks and bars.
+"""Fetch the published model weights from the Hugging Face Hub with huggingface_hub itself: its cache layout and bars.
 
-- SigLIP2 (transformers): ``snapshot_download(repo, allow_patterns=<the files of facts.files>)``.
-- CLIP (open_clip, ``pretrained="openai"``): the one weights file open_clip 3.x looks for. The repo comes from
-  open_clip's own pretrained table (``hf_hub`` of the tag, cross-checked with the registry) and the file name
-  follows ``open_clip.pretrained.download_pretrained_from_hf``: ``open_clip_model.safetensors`` first, else
-  ``open_clip_pytorch_model.bin``. We call ``hf_hub_download`` with the same repo, file, cache_dir and revision
-  as open_clip does, so the file lands exactly where open_clip looks; we do not call open_clip's function
-  because it swallows every error of the safetensors attempt and turns the last one into "Failed to download
-  file (open_clip_pytorch_model.bin)", which hides a 401, a gated repo or a dead network, and it cannot be
-  given an endpoint.
+What a fetch leaves behind: ``refs/main`` names a snapshot that holds every file the model needs, whole, and the
+weights file there is the published one (the blob named by the pinned sha256, of the pinned size, from the
+ModelFacts given). So the research code's plain offline call -- ``AutoModel.from_pretrained(repo)`` or
+``open_clip.create_model_and_transforms(name, pretrained="openai")``, no revision -- loads the pinned weights.
 
-Resolved at call time, not at import: ``HF_ENDPOINT`` (huggingface_hub reads it only once, when
-``huggingface_hub.constants`` is first imported, so it is passed explicitly as ``endpoint=``) and the cache
-(``cache_dir`` argument > ``HF_HUB_CACHE`` > ``HF_HOME``/hub > ~/.cache/huggingface/hub, as the checks resolve it).
+The decision, under a per-repo lock:
 
-huggingface_hub checks sizes only. After a download every blob this call created is hashed and compared with
-its name (the ETag: sha256 for LFS files, git blob sha1 otherwise); a mismatch removes that blob and its
-snapshot link (they are ours, just written) and raises. Errors are raised ``from None`` with the cause in the
-message, so no traceback shows the request (and its token).
+1. **Already there.** ``refs/main``'s snapshot holds every needed file, each passes the cache check below, and the
+   weights are the pinned blob: nothing is requested (a revision other than the pinned one is a note).
+2. **Which commit.** When ``refs/main``'s snapshot already holds the published weights, that commit is kept and
+   only what is missing or broken is fetched into it: a user's ``refs/main`` is never moved away from the published
+   weights. Otherwise the pinned revision (``facts.revision``; ``main`` without a pin). A Hub or mirror that does
+   not have the pinned commit is asked for ``main`` instead, which is taken only if its weights are the pinned ones.
+3. **Before downloading**, one HEAD of the weights file: the ETag the Hub announces for an LFS file is its sha256,
+   so weights other than the published ones (a re-upload, a fine-tune, a mirror's copy) are refused before a byte of
+   them is downloaded -- "found <sha256> (<bytes>), published <sha256> (<bytes>)" -- and nothing is changed.
+4. **Download** every needed file at that commit (``hf_hub_download``, a commit hash: huggingface_hub writes no ref);
+   a cached file that fails the cache check is downloaded again (``force_download``: the blob is rewritten under the
+   same name, which also heals other snapshots linking it) and the run says which file it replaced. The HF cache
+   is a cache, not user data; nothing outside it is touched.
+5. **Verify.** Every blob this run wrote is hashed and compared with its name (the ETag: sha256 for LFS files, git
+   blob sha1 otherwise). A mismatch removes that blob and the snapshot links this run made to it, puts back the
+   links it had moved aside, leaves ``refs/main`` as it was and raises, naming both digests. huggingface_hub alone
+   checks sizes only.
+6. **Point refs/main** at the commit (atomic rename). If it named another snapshot, the note says which and whether
+   that one held other weights; that snapshot stays in the cache, loadable by its revision.
+
+The cache check (what "passes" means, and what it costs): every file up to ``HASHED_ALWAYS`` (64 MiB; SigLIP2's
+34 MB tokenizer.json included) is hashed and compared with its blob name on every fetch; larger blobs (the weights)
+are judged by name (= the pinned sha256), size (= the pinned size) and structure (the safetensors header and
+length, ``core.hf_cache.file_problem``) -- not hashed, so a fetch of a complete 4.5 GB model takes milliseconds.
+A same-size bit flip inside a large blob is ``pytest --deep``'s to find; its fix (remove the blob, fetch again)
+then replaces it here.
+
+Resolved at call time, not at import: ``HF_ENDPOINT`` (huggingface_hub reads it once, when
+``huggingface_hub.constants`` is first imported, so it is passed as ``endpoint=``) and the cache (``cache_dir`` >
+the HF variables, as the checks resolve them). Offline mode (``HF_HUB_OFFLINE``) is import-time: under it a fetch
+that needs the network is refused with the command that works, ``HF_HUB_OFFLINE=0 python -m fetchers --siglip2``.
+Errors are raised ``from None`` with the cause in the message, so no traceback shows the request (and its token).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import secrets
 import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock
 
 from core.hashing import blob_digest
-from core.hf_cache import cache_report, default_hf_cache, repo_dir
-from core.registry import ModelFacts
+from core.hf_cache import default_hf_cache, file_problem, repo_dir
+from core.registry import ASSETS, ModelFacts
 from fetchers.download import DownloadError, FetchResult
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
-REVISION = "main"
+HASHED_ALWAYS = 64 << 20  # cached files up to this size are hashed on every fetch; larger ones: name, size, structure
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_ASIDE = ".preflight-aside-"  # a snapshot link this run moved aside: ".<name>.preflight-aside-<hex>"
+
+Entry = str | tuple[str, ...]
 
 
 class HubFetchError(DownloadError):
-    """A Hub download failed; the message names the repo, the file and the fix."""
+    """A Hub download failed or was refused; the message names the repo, the file and the fix."""
 
 
-def fetch_hf_model(asset_facts: ModelFacts, cache_dir: Path | None = None) -> FetchResult:
-    """Put the files the model needs into the HF cache (exactly once, under a lock); verify what was downloaded.
+@dataclass(frozen=True)
+class HubFetchResult(FetchResult):
+    revision: str = ""  # the commit refs/main names after the fetch
+    weights_sha256: str = ""  # the blob name of the weights file there
+    notes: tuple[str, ...] = ()  # what else this run did or found: files replaced, refs/main moved, another revision
 
-    ``FetchResult.path`` is the snapshot folder (transformers) or the weights file (open_clip).
+    def message(self) -> str:
+        """One line: what happened, for the CLI and the report."""
+        head = "already cached" if self.already_present else (
+            f"fetched {self.bytes_downloaded / 2**20:,.1f} MiB in {self.seconds:.1f} s")
+        return "; ".join((head, *self.notes))
+
+
+@dataclass(frozen=True)
+class Pin:
+    file: str
+    size: int
+    sha256: str
+    revision: str
+
+    @classmethod
+    def of(cls, facts: ModelFacts) -> Pin | None:
+        if not (facts.weights_file and facts.weights_sha256):
+            return None
+        return cls(facts.weights_file, facts.weights_size, facts.weights_sha256.lower(), facts.revision)
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+def fetch_hf_model(asset_facts: ModelFacts, cache_dir: Path | None = None,
+                   log: Callable[[str], None] | None = _print) -> HubFetchResult:
+    """Make ``refs/main`` of the model's repo name a snapshot with every needed file, whole, and the pinned weights.
+
+    ``FetchResult.path`` is the snapshot folder (transformers) or the weights file (open_clip). Each note (a file
+    replaced, refs/main moved) is also passed to ``log`` as "<repo>: <note>" (``None``: silent).
+    Raises HubFetchError with the reason and the fix.
     """
     facts = asset_facts
+    pin = Pin.of(facts)
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_hf_cache()
     endpoint = (os.environ.get("HF_ENDPOINT") or "").strip().rstrip("/") or None
     shown_endpoint = endpoint or _library_endpoint()
     if facts.library == "open_clip":
         repo_id, candidates = _open_clip_weights(facts)
+        if pin is not None:
+            candidates = _pinned_open_clip_file(facts, pin, candidates)
         facts = dataclasses.replace(facts, repo_id=repo_id, files=(candidates,))  # what open_clip will look for
-    repo_id, needs = facts.repo_id, list(facts.files)
-    folder = repo_dir(cache, repo_id)
+    needs: list[Entry] = _weights_first(list(facts.files), pin)
+    folder = repo_dir(cache, facts.repo_id)
     t0 = time.monotonic()
     cache.mkdir(parents=True, exist_ok=True)
     lock = cache / ".locks" / "preflight" / f"{folder.name}.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
+    run = _Run(facts, pin, folder, needs, endpoint, shown_endpoint)
     with FileLock(str(lock)):
-        present = _cached_path(facts, cache)
-        if present is not None:  # re-check under the lock: another worker may have just fetched it
-            return FetchResult(present, 0, time.monotonic() - t0, None, True)
-        before = _blobs(folder)
         try:
-            if facts.library == "open_clip":
-                path = _download_first(repo_id, candidates, cache, endpoint)
-            else:
-                path = _snapshot(repo_id, needs, cache, endpoint)
+            result = run.fetch(t0)
         except HubFetchError:
             raise
         except Exception as e:  # translated into one clear message; anything unknown propagates as is
-            message = _explain(e, repo_id, shown_endpoint)
+            message = _explain(e, facts.repo_id, shown_endpoint, run.revision_asked)
             if message is None:
                 raise
             # not `from e`: huggingface_hub's frames hold the request headers (the token) for `pytest -l`
             raise HubFetchError(message) from None
-        new = _blobs(folder) - before
-        _verify_new_blobs(folder, repo_id, new)
-        downloaded = sum((folder / "blobs" / b).stat().st_size for b in new)
-    return FetchResult(path, downloaded, time.monotonic() - t0, f"{shown_endpoint}/{repo_id}", False)
+    if log is not None:
+        for note in result.notes:
+            log(f"{facts.repo_id}: {note}")
+    return result
+
+
+# --- the state of a snapshot -------------------------------------------------------------------
+@dataclass
+class SnapshotState:
+    present: dict[str, Path]  # entry label -> the file the library will use, which passed the cache check
+    missing: list[Entry]
+    bad: dict[str, str]  # file name -> why it fails the cache check (to be downloaded again)
+    weights_blob: str | None = None  # blob name of the weights file, when it is a link into blobs/
+    other_weights: bool = False  # the weights file is there, whole, but not the pinned blob
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing and not self.bad and not self.other_weights
+
+
+def inspect_snapshot(snapshot: Path, needs: Iterable[Entry], pin: Pin | None) -> SnapshotState:
+    """Each needed file of ``snapshot``: present and passing the cache check, missing, or bad (and why)."""
+    state = SnapshotState({}, [], {})
+    for entry in needs:
+        alternatives = (entry,) if isinstance(entry, str) else entry
+        there = [a for a in alternatives if os.path.lexists(snapshot / a)]
+        if not there:
+            state.missing.append(entry)
+            continue
+        name = there[0]  # the one the library will load (open_clip does not fall back from a corrupt one)
+        link = snapshot / name
+        is_weights = pin is not None and name == pin.file
+        if is_weights and link.is_symlink():
+            state.weights_blob = Path(os.readlink(link)).name
+        problem = _cache_problem(link, pin if is_weights else None)
+        if problem == _OTHER_WEIGHTS:
+            state.other_weights = True
+        elif problem:
+            state.bad[name] = problem
+        else:
+            state.present[_label(entry)] = link
+    return state
+
+
+_OTHER_WEIGHTS = "other weights"
+
+
+def _cache_problem(link: Path, pin: Pin | None) -> str | None:
+    """Why the cached ``link`` cannot be trusted (None: it can). ``pin`` for the pinned weights file."""
+    if link.is_symlink() and not link.exists():
+        return f"its blob {Path(os.readlink(link)).name[:12]}… is gone (dangling link)"
+    if not link.is_file():
+        return "not a regular file"
+    blob = link.resolve()
+    size = blob.stat().st_size
+    if pin is not None:
+        if link.is_symlink() and blob.name != pin.sha256:
+            problem = file_problem(link)
+            return f"blob {blob.name[:12]}… is not the published file, and broken: {problem}" if problem \
+                else _OTHER_WEIGHTS
+        if size != pin.size:
+            return f"{size:,} B, the published file has {pin.size:,} B: truncated or altered"
+    problem = file_problem(link)
+    if problem:
+        return problem
+    if size <= HASHED_ALWAYS or not link.is_symlink():
+        got = blob_digest(blob)
+        if link.is_symlink() and got is not None and got[1] != blob.name:
+            return f"its content no longer matches its etag ({got[0]} {got[1][:12]}…, name {blob.name[:12]}…)"
+        if not link.is_symlink() and pin is not None:  # a cache written without symlinks: hash the file itself
+            from core.hashing import sha256_file
+
+            digest = sha256_file(blob)
+            if digest != pin.sha256:
+                return f"sha256 {digest[:12]}…, the published file's is {pin.sha256[:12]}…"
+    return None
+
+
+def _label(entry: Entry) -> str:
+    return entry if isinstance(entry, str) else " or ".join(entry)
+
+
+def _read_main(folder: Path) -> str | None:
+    ref = folder / "refs" / "main"
+    try:
+        commit = ref.read_text().strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return commit or None
+
+
+def _write_main(folder: Path, commit: str) -> None:
+    """refs/main := commit, atomically (readers never see a partial ref)."""
+    ref = folder / "refs" / "main"
+    ref.parent.mkdir(parents=True, exist_ok=True)
+    tmp = ref.with_name(f".main.{secrets.token_hex(4)}.tmp")
+    tmp.write_text(commit)
+    os.replace(tmp, ref)
+
+
+def _blobs(folder: Path) -> dict[str, int]:
+    """blob name -> inode, so a blob rewritten under the same name (force_download) shows as written."""
+    blobs = folder / "blobs"
+    if not blobs.is_dir():
+        return {}
+    return {p.name: p.stat().st_ino for p in blobs.iterdir() if p.is_file() and not p.name.endswith(".incomplete")}
+
+
+# --- one fetch -----------------------------------------------------------------------------------
+class _Run:
+    def __init__(self, facts: ModelFacts, pin: Pin | None, folder: Path, needs: list[Entry],
+                 endpoint: str | None, shown_endpoint: str) -> None:
+        self.facts, self.pin, self.folder, self.needs = facts, pin, folder, needs
+        self.repo_id = facts.repo_id
+        self.endpoint, self.shown_endpoint = endpoint, shown_endpoint
+        self.revision_asked = facts.revision or "main"
+        self.notes: list[str] = []
+
+    def result_path(self, snapshot: Path, state: SnapshotState) -> Path:
+        if self.facts.library == "open_clip":
+            return next(iter(state.present.values()))
+        return snapshot
+
+    def fetch(self, t0: float) -> HubFetchResult:
+        pin, folder = self.pin, self.folder
+        main_before = _read_main(folder)
+        main_snapshot = folder / "snapshots" / main_before if main_before else None
+        main_state = inspect_snapshot(main_snapshot, self.needs, pin) \
+            if main_snapshot is not None and main_snapshot.is_dir() else None
+        if main_state is not None and main_state.complete:
+            if pin and pin.revision and main_before != pin.revision:
+                self.notes.append(f"refs/main is at {main_before[:12]}, not the pinned revision {pin.revision[:12]}, "
+                                  f"but its {pin.file} is the published file")
+            return self._result(main_snapshot, main_state, 0, t0, already=True)
+        if pin and pin.revision and pin.revision != main_before and (folder / "snapshots" / pin.revision).is_dir():
+            pinned = folder / "snapshots" / pin.revision
+            pinned_state = inspect_snapshot(pinned, self.needs, pin)
+            if pinned_state.complete:  # the published snapshot is cached whole: point refs/main at it, no request
+                _write_main(folder, pin.revision)
+                if main_before is not None:
+                    self.notes.append(self._moved_note(main_before, main_state, pin.revision))
+                return self._result(pinned, pinned_state, 0, t0, already=False)
+        # A refs/main that holds the published weights blob stays where it is (broken files are repaired there).
+        keeps = pin is not None and main_state is not None and main_state.weights_blob == pin.sha256
+        revisions = list(dict.fromkeys(r for r in ((main_before if keeps else None),
+                                                   (pin.revision if pin else None) or self.facts.revision or None,
+                                                   "main" if pin else None) if r))
+        revisions = revisions or ["main"]
+        self._refuse_offline(main_state)
+        commit, weights_name = self._resolve(revisions)
+        snapshot = folder / "snapshots" / commit
+        created_snapshot = not snapshot.exists()
+        dest = inspect_snapshot(snapshot, self.needs, pin) if not created_snapshot else SnapshotState({}, [], {})
+        if dest.other_weights:  # e.g. a mirror's re-upload once cached under the pinned commit id: replace the link
+            dest.bad[pin.file] = f"its blob {dest.weights_blob[:12]}… is not the published file"
+        before = _blobs(folder)
+        aside: dict[str, tuple[Path, Path]] = {}  # file -> (its link, where this run moved it): put back on failure
+        try:
+            for name in dest.bad:
+                link = snapshot / name
+                aside[name] = (link, link.with_name(f".{link.name}{_ASIDE}{secrets.token_hex(4)}"))
+                os.replace(link, aside[name][1])
+            self._download_all(commit, dest, weights_name)
+            written = {b for b, ino in _blobs(folder).items() if before.get(b) != ino}
+            self._verify(snapshot, written)
+            final = inspect_snapshot(snapshot, self.needs, pin)
+            if not final.complete:  # e.g. an old blob of the right name that is not whole: say so
+                raise HubFetchError(self._incomplete_message(commit, final))
+        except BaseException:
+            for link, moved in aside.values():
+                if os.path.lexists(link):
+                    moved.unlink()
+                else:
+                    os.replace(moved, link)
+            if created_snapshot and snapshot.is_dir() and not any(snapshot.rglob("*")):
+                snapshot.rmdir()
+            raise
+        for name, (_, moved) in aside.items():
+            old = f"blob {Path(os.readlink(moved)).name[:12]}…" if moved.is_symlink() else "a plain file"
+            moved.unlink()
+            self.notes.append(f"replaced {name} in snapshot {commit[:12]} (it was {old}: {dest.bad[name]})")
+        downloaded = sum((folder / "blobs" / b).stat().st_size for b in written if (folder / "blobs" / b).is_file())
+        if main_before != commit:
+            _write_main(folder, commit)
+            if main_before is not None:
+                self.notes.append(self._moved_note(main_before, main_state, commit))
+        return self._result(snapshot, final, downloaded, t0, already=False)
+
+    def _result(self, snapshot: Path, state: SnapshotState, downloaded: int, t0: float,
+                already: bool) -> HubFetchResult:
+        weights = state.present.get(self.pin.file) if self.pin else None
+        blob = Path(os.readlink(weights)).name if weights is not None and weights.is_symlink() else ""
+        url = None if already else f"{self.shown_endpoint}/{self.repo_id}"
+        return HubFetchResult(self.result_path(snapshot, state), downloaded, time.monotonic() - t0, url, already,
+                              snapshot.name, blob, tuple(self.notes))
+
+    # -- the network -------------------------------------------------------------------------------
+    def _refuse_offline(self, main_state: SnapshotState | None) -> None:
+        from huggingface_hub import constants
+
+        if not constants.HF_HUB_OFFLINE:
+            return
+        if main_state is None:
+            what = "the cache has no snapshot of it on refs/main"
+        elif main_state.other_weights:
+            what = f"refs/main's {self.pin.file} is not the published file"
+        else:
+            parts = [f"{_label(e)} missing" for e in main_state.missing]
+            parts += [f"{n} broken ({why})" for n, why in main_state.bad.items()]
+            what = "; ".join(parts) or "the cache is incomplete"
+        raise HubFetchError(offline_message(self.repo_id, what))
+
+    def _library(self) -> dict[str, str]:
+        if self.facts.library != "open_clip":
+            return {}
+        try:
+            import open_clip
+        except ImportError:
+            return {}
+        return {"library_name": "open_clip", "library_version": open_clip.__version__}
+
+    def _head(self, name: str, revision: str):
+        from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+        url = hf_hub_url(self.repo_id, name, revision=revision, endpoint=self.endpoint)
+        return get_hf_file_metadata(url, endpoint=self.endpoint, **self._library())
+
+    def _resolve(self, revisions: list[str]) -> tuple[str, str | None]:
+        """(commit, weights file name) after one HEAD of the weights file; refuses other weights than the pin.
+
+        ``revisions`` in order of preference; one the Hub does not have (404 RevisionNotFound) gives way to the next.
+        """
+        from huggingface_hub.errors import RevisionNotFoundError
+
+        first = self.needs[0]
+        names = (first,) if isinstance(first, str) else first
+        for i, revision in enumerate(revisions):
+            self.revision_asked = revision
+            try:
+                meta, name = self._head_first(names, revision)
+                break
+            except RevisionNotFoundError:
+                if i + 1 == len(revisions):
+                    raise
+                self.notes.append(f"revision {revision[:12]} is not on {self.shown_endpoint}, so "
+                                  f"{revisions[i + 1][:12]} was asked for"
+                                  + (f" (taken only with the published {self.pin.file})" if self.pin else ""))
+        if meta is None:
+            raise HubFetchError(
+                f"{self.repo_id} has none of {', '.join(names)} at {revision} on {self.shown_endpoint}, "
+                f"{'the weights open_clip looks for' if self.facts.library == 'open_clip' else 'which the model needs'}"
+                f". Fix: check the repo on https://huggingface.co/{self.repo_id}/tree/{revision} and core/registry.py.")
+        commit = meta.commit_hash or (revision if _COMMIT.match(revision) else None)
+        if commit is None or not _COMMIT.match(commit):
+            raise HubFetchError(f"{self.shown_endpoint} named no commit (X-Repo-Commit) for {self.repo_id}@{revision}. "
+                                "Fix: check HF_ENDPOINT: it does not answer like the Hugging Face Hub.")
+        etag = (meta.etag or "").lower() or None
+        pin = self.pin
+        if pin is not None and name == pin.file and (etag != pin.sha256 or meta.size != pin.size):
+            found = f"{etag[:16]}…" if etag else "no sha256 (no ETag)"
+            size = f"{meta.size:,} B" if meta.size is not None else "size not announced"
+            raise HubFetchError(
+                f"{self.repo_id}@{commit[:12]} on {self.shown_endpoint} serves other weights than the published "
+                f"ones: {pin.file} found {found} ({size}), published {pin.sha256[:16]}… ({pin.size:,} B). Refused "
+                f"before downloading; the cache was left as it was. Fix: check HF_ENDPOINT (a mirror may serve a "
+                f"re-upload or a fine-tune under this repo id) and the pins in core/registry.py; the published "
+                f"files are at https://huggingface.co/{self.repo_id}/tree/{pin.revision or 'main'}.")
+        return commit, name
+
+    def _head_first(self, names: tuple[str, ...], revision: str):
+        from huggingface_hub.errors import RemoteEntryNotFoundError
+
+        for name in names:
+            try:
+                return self._head(name, revision), name
+            except RemoteEntryNotFoundError:
+                continue
+        return None, None
+
+    def _download_all(self, commit: str, dest: SnapshotState, weights_name: str | None) -> None:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import RemoteEntryNotFoundError
+
+        missing_from_repo: list[str] = []
+        for entry in self.needs:
+            alternatives = (entry,) if isinstance(entry, str) else entry
+            if _label(entry) in dest.present:
+                continue  # cached at this commit and passed the cache check
+            if weights_name in alternatives:
+                alternatives = (weights_name,)  # the HEAD found it: the one to fetch
+            got = False
+            for name in alternatives:
+                try:
+                    hf_hub_download(self.repo_id, name, revision=commit, cache_dir=self.folder.parent,
+                                    endpoint=self.endpoint, force_download=name in dest.bad, **self._library())
+                except RemoteEntryNotFoundError:
+                    continue
+                got = True
+                break
+            if not got:
+                missing_from_repo.append(_label(entry))
+        if missing_from_repo:  # the repo lacks a needed file
+            raise HubFetchError(
+                f"{self.repo_id} (commit {commit}) has no {', '.join(missing_from_repo)}; the model needs "
+                f"{'it' if len(missing_from_repo) == 1 else 'them'}. Fix: check the repo id and the file list in "
+                f"core/registry.py against https://huggingface.co/{self.repo_id}/tree/{commit}.")
+
+    # -- verification ------------------------------------------------------------------------------
+    def _verify(self, snapshot: Path, written: set[str]) -> None:
+        """Hash every blob this run wrote; a mismatch removes it (and the snapshot's links to it) and raises.
+
+        The links to a blob this run wrote are this run's: a link that was there before was moved aside."""
+        blobs = self.folder / "blobs"
+        bad: dict[str, str] = {}  # blob name -> its actual digest
+        for b in sorted(written):
+            got = blob_digest(blobs / b)
+            if got is not None and got[1] != b:
+                bad[b] = got[1]
+        if not bad:
+            return
+        names: dict[str, str] = {}  # snapshot file -> blob
+        for link in snapshot.rglob("*"):
+            if _ASIDE in link.name:
+                continue  # put back if the fetch fails
+            if link.is_symlink() and Path(os.readlink(link)).name in bad:  # ../../blobs/<etag>
+                names[link.relative_to(snapshot).as_posix()] = Path(os.readlink(link)).name
+                link.unlink()
+        for b in bad:
+            (blobs / b).unlink(missing_ok=True)
+        details = []
+        for name, b in sorted(names.items()):
+            published = "published" if self.pin and name == self.pin.file and b == self.pin.sha256 else \
+                "announced (ETag)"
+            details.append(f"{name}: found {bad[b][:16]}…, {published} {b[:16]}…")
+        raise HubFetchError(
+            f"{self.repo_id}: the downloaded {', '.join(sorted(names)) or ', '.join(bad)} does not match the hash "
+            f"the Hub announced ({'; '.join(details) or ', '.join(b[:12] + '…' for b in bad)}): corrupted in transit "
+            "or by a proxy/mirror. Removed from the cache; refs/main was left as it was. Fix: rerun the fetch; if it "
+            "happens again, check HF_ENDPOINT and the proxy.")
+
+    def _incomplete_message(self, commit: str, state: SnapshotState) -> str:
+        parts = [f"{_label(e)} missing" for e in state.missing]
+        parts += [f"{n}: {why}" for n, why in state.bad.items()]
+        if state.other_weights:
+            parts.append(f"{self.pin.file} is blob {state.weights_blob[:12]}…, published {self.pin.sha256[:12]}…")
+        return (f"{self.repo_id}: after the fetch, snapshot {commit[:12]} is still not usable ({'; '.join(parts)}); "
+                f"refs/main was left as it was. Fix: remove {self.folder} (a cache folder) and run "
+                f"{fetch_command(self.repo_id)} again.")
+
+    def _moved_note(self, old: str, old_state: SnapshotState | None, commit: str) -> str:
+        if old_state is None:
+            why = "a snapshot that is not in the cache"
+        elif old_state.other_weights and self.pin:
+            why = (f"whose {self.pin.file} is {old_state.weights_blob[:12]}…, not the published "
+                   f"{self.pin.sha256[:12]}…")
+        else:
+            gaps = [_label(e) for e in old_state.missing] + list(old_state.bad)
+            why = f"incomplete: {', '.join(gaps)}" if gaps else "another snapshot"
+        kept = f"; snapshot {old[:12]} is still in the cache (load it with revision='{old}')" \
+            if old_state is not None else ""
+        return f"refs/main moved from {old[:12]} ({why}) to {commit[:12]}{kept}"
 
 
 # --- what to fetch -----------------------------------------------------------------------------
+def _weights_first(needs: list[Entry], pin: Pin | None) -> list[Entry]:
+    """The weights file first: its HEAD decides the commit and refuses other weights before anything is fetched."""
+    def is_weights(e: Entry) -> bool:
+        names = (e,) if isinstance(e, str) else e
+        return pin is not None and pin.file in names or any(n.endswith((".safetensors", ".bin")) for n in names)
+
+    return sorted(needs, key=lambda e: not is_weights(e))
+
+
+def _pinned_open_clip_file(facts: ModelFacts, pin: Pin, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The pinned weights file, which must be the first file open_clip looks for (else it loads another)."""
+    if pin.file not in names:
+        raise HubFetchError(
+            f"open_clip looks for {' then '.join(names)} in {facts.repo_id}, not for the pinned {pin.file}. "
+            "Fix: check weights_file in core/registry.py and the installed open_clip version.")
+    if names[0] != pin.file:
+        raise HubFetchError(
+            f"open_clip would load {names[0]} from {facts.repo_id} before the pinned {pin.file} "
+            "(it reads .safetensors files only when the safetensors package is installed). "
+            "Fix: pip install safetensors (see requirements.txt), then fetch again.")
+    return (pin.file,)
+
+
 def _open_clip_weights(facts: ModelFacts) -> tuple[str, tuple[str, ...]]:
     """(repo, file names in the order open_clip tries them) for ``pretrained="openai"``."""
     alternatives = next((f for f in facts.files if isinstance(f, tuple)), None)
@@ -100,13 +540,13 @@ def _open_clip_weights(facts: ModelFacts) -> tuple[str, tuple[str, ...]]:
         raise HubFetchError(
             f"open_clip {open_clip.__version__} knows no 'openai' weights on the Hugging Face Hub for {name!r}, "
             f"so `open_clip.create_model_and_transforms({name!r}, pretrained='openai')` cannot load them. "
-            f"Fix: check open_clip_name in checks/registry.py and the installed open_clip version.")
+            f"Fix: check open_clip_name in core/registry.py and the installed open_clip version.")
     repo_id, filename = os.path.split(cfg["hf_hub"])  # "org/repo/" -> no file name: open_clip's default
     filename = filename or HF_WEIGHTS_NAME
     if repo_id != facts.repo_id:
         raise HubFetchError(
             f"open_clip {open_clip.__version__} loads {name} 'openai' weights from {repo_id}, the registry says "
-            f"{facts.repo_id}. Fix: update repo_id in checks/registry.py to {repo_id}.")
+            f"{facts.repo_id}. Fix: update repo_id in core/registry.py to {repo_id}.")
     names = [filename]
     if filename == HF_WEIGHTS_NAME:
         names.insert(0, HF_SAFE_WEIGHTS_NAME)
@@ -119,92 +559,23 @@ def _open_clip_weights(facts: ModelFacts) -> tuple[str, tuple[str, ...]]:
     return repo_id, tuple(names)
 
 
-def _flatten(needs: list[str | tuple[str, ...]]) -> list[str]:
-    return [n for need in needs for n in ((need,) if isinstance(need, str) else need)]
-
-
-# --- the cache ---------------------------------------------------------------------------------
-def _blobs(folder: Path) -> set[str]:
-    blobs = folder / "blobs"
-    return {p.name for p in blobs.iterdir() if p.is_file() and not p.name.endswith(".incomplete")} \
-        if blobs.is_dir() else set()
-
-
-def _cached_path(facts: ModelFacts, cache: Path) -> Path | None:
-    """The snapshot folder (or the weights file) if refs/main points to a snapshot holding every needed file.
-
-    Files are not checked beyond being there: huggingface_hub would not download them again either.
-    """
-    report = cache_report(facts, cache, check_files=False)
-    if not report.complete:
-        return None
-    return report.snapshot / report.present[0] if facts.library == "open_clip" else report.snapshot
-
-
-# --- downloads ---------------------------------------------------------------------------------
-def _snapshot(repo_id: str, needs: list[str | tuple[str, ...]], cache: Path, endpoint: str | None) -> Path:
-    from huggingface_hub import snapshot_download
-
-    snapshot = Path(snapshot_download(repo_id, revision=REVISION, allow_patterns=_flatten(needs),
-                                      cache_dir=cache, endpoint=endpoint))
-    missing = [" or ".join((n,) if isinstance(n, str) else n) for n in needs
-               if not any((snapshot / o).is_file() for o in ((n,) if isinstance(n, str) else n))]
-    if missing:  # snapshot_download silently skips patterns that match nothing
-        raise HubFetchError(
-            f"{repo_id} (commit {snapshot.name}) has no {', '.join(missing)}; the model needs "
-            f"{'it' if len(missing) == 1 else 'them'}. Fix: check the repo id and the file list in "
-            f"checks/registry.py against https://huggingface.co/{repo_id}/tree/main.")
-    return snapshot
-
-
-def _download_first(repo_id: str, names: tuple[str, ...], cache: Path, endpoint: str | None) -> Path:
-    """The first of ``names`` the repo has, downloaded as open_clip would (same repo, file, cache, revision)."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import RemoteEntryNotFoundError
-
-    try:
-        import open_clip
-
-        library = {"library_name": "open_clip", "library_version": open_clip.__version__}
-    except ImportError:
-        library = {}
-    for name in names:
-        try:
-            return Path(hf_hub_download(repo_id, name, revision=REVISION, cache_dir=cache, endpoint=endpoint,
-                                        **library))
-        except RemoteEntryNotFoundError:
-            continue
-    raise HubFetchError(
-        f"{repo_id} has none of {', '.join(names)}, the weights open_clip looks for. "
-        f"Fix: check the repo on https://huggingface.co/{repo_id}/tree/main and checks/registry.py.")
-
-
-# --- verification ------------------------------------------------------------------------------
-def _digest_differs(blob: Path) -> bool:
-    """Does the blob not hash to its name? False when the name is not a digest we know (sha256 / git sha1)."""
-    got = blob_digest(blob)
-    return got is not None and got[1] != blob.name
-
-
-def _verify_new_blobs(folder: Path, repo_id: str, new: set[str]) -> None:
-    bad = [b for b in sorted(new) if _digest_differs(folder / "blobs" / b)]
-    if not bad:
-        return
-    names: list[str] = []
-    for snapshot in (folder / "snapshots").glob("*"):
-        for link in snapshot.rglob("*"):
-            if link.is_symlink() and Path(os.readlink(link)).name in bad:  # ../../blobs/<etag>
-                names.append(link.relative_to(snapshot).as_posix())
-                link.unlink()
-    for b in bad:
-        (folder / "blobs" / b).unlink(missing_ok=True)
-    raise HubFetchError(
-        f"{repo_id}: the downloaded {', '.join(sorted(set(names)) or bad)} does not match the hash the Hub "
-        f"announced (ETag {', '.join(b[:12] + '…' for b in bad)}): corrupted in transit or by a proxy/mirror. "
-        f"Removed from the cache. Fix: rerun the fetch; if it happens again, check HF_ENDPOINT and the proxy.")
-
-
 # --- errors ------------------------------------------------------------------------------------
+def fetch_command(repo_id: str) -> str:
+    """The registry's command that fetches ``repo_id`` (``python -m fetchers --siglip2``)."""
+    asset = next((a for a in ASSETS.values() if a.location == repo_id), None)
+    commands = tuple(getattr(asset.fix, "commands", ())) if asset is not None else ()
+    return " && ".join(commands) if commands else f"hf download {repo_id}"
+
+
+def offline_message(repo_id: str, what: str) -> str:
+    """The refusal under HF_HUB_OFFLINE, with the command that works as printed (a fresh process reads the env)."""
+    set_by = [f"{v}={os.environ[v]}" for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") if os.environ.get(v)]
+    how = " and ".join(set_by) if set_by else "offline mode"
+    return (f"cannot fetch {repo_id} ({what}): {how} is set, so huggingface_hub makes no requests. "
+            f"Fix: HF_HUB_OFFLINE=0 {fetch_command(repo_id)} (offline mode for this one command; the checks and "
+            "your experiments can stay offline).")
+
+
 def _library_endpoint() -> str:
     try:
         from huggingface_hub import constants
@@ -214,8 +585,9 @@ def _library_endpoint() -> str:
         return DEFAULT_ENDPOINT
 
 
-def _explain(e: Exception, repo_id: str, endpoint: str) -> str | None:
+def _explain(e: Exception, repo_id: str, endpoint: str, revision: str) -> str | None:
     """One message saying what went wrong and what to do; None for errors we do not know."""
+    import httpx2
     from huggingface_hub import constants
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -235,15 +607,17 @@ def _explain(e: Exception, repo_id: str, endpoint: str) -> str | None:
                 f"with a read token of that account, and fetch again.")
     if isinstance(e, RepositoryNotFoundError):
         return (f"{repo_id} was not found at {endpoint} (HTTP {status}). Fix: check the repo id in "
-                f"checks/registry.py and HF_ENDPOINT; a private repo answers the same without a valid HF_TOKEN.")
+                f"core/registry.py and HF_ENDPOINT; a private repo answers the same without a valid HF_TOKEN.")
     if isinstance(e, RevisionNotFoundError):
-        return f"{repo_id} has no revision '{REVISION}' at {endpoint} (HTTP {status}). Fix: check {page}."
+        return (f"{repo_id} has no revision '{revision}' at {endpoint} (HTTP {status}). Fix: check {page} and "
+                "HF_ENDPOINT.")
     if isinstance(e, OfflineModeIsEnabled) or (isinstance(e, LocalEntryNotFoundError) and constants.HF_HUB_OFFLINE):
-        return (f"cannot fetch {repo_id}: HF_HUB_OFFLINE is set, so huggingface_hub makes no requests. "
-                f"Fix: run the fetch without HF_HUB_OFFLINE (the checks set offline mode themselves).")
+        return offline_message(repo_id, "files missing from the cache")
     cause = e.__cause__ or e.__context__
     if isinstance(e, LocalEntryNotFoundError) and isinstance(cause, HfHubHTTPError):
         e, status = cause, getattr(cause.response, "status_code", None)  # e.g. a 5xx: reached, but failed
+    if isinstance(e, httpx2.TransportError):
+        cause, e = e, LocalEntryNotFoundError(str(e))
     if isinstance(e, LocalEntryNotFoundError):
         detail = f"{type(cause).__name__}: {cause}" if cause else str(e).splitlines()[0]
         return (f"could not reach {endpoint} to fetch {repo_id} ({detail}). Fix: check the network and proxy "
@@ -255,3 +629,4 @@ def _explain(e: Exception, repo_id: str, endpoint: str) -> str | None:
         return (f"download of {repo_id} failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. "
                 f"Fix: rerun the fetch (the partial file was discarded); check disk space and the network.")
     return None
+

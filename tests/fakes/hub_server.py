@@ -1,6 +1,8 @@
 """A fake Hugging Face Hub on 127.0.0.1 for huggingface_hub 2.4 (and open_clip through it), with planted faults.
 
-Serves model repos from local folders, ``{repo_id: folder}``, at revision ``main`` (or the commit sha):
+Serves model repos from local folders, ``{repo_id: folder}``, at revision ``main`` or by commit sha. A repo can
+hold several commits (``add_revision``): ``main`` is the one last added with ``main=True``; a revision the repo
+does not have answers 404 ``RevisionNotFound``, as the Hub does:
 
 - ``GET /api/models/{repo}[/revision/{rev}]``: model info (``sha``, ``siblings``), used by ``snapshot_download``.
 - ``GET /api/models/{repo}/tree/{rev}[/{path}]``: the file listing (git oid, size, ``lfs`` for large files).
@@ -14,7 +16,7 @@ Serves model repos from local folders, ``{repo_id: folder}``, at revision ``main
 Faults: unknown repo -> 404 ``RepoNotFound``; ``gate(repo, tokens)`` -> 401 without a token, 403 with a token
 not in ``tokens`` (``GatedRepo``, as the Hub does for file downloads; metadata stays public);
 ``drop(repo, file, after)`` -> the next GET of its body is cut after ``after`` bytes (once);
-``corrupt(repo, file)`` -> the body differs from what the ETag promises (same size).
+``corrupt(repo, file)`` -> the body differs from what the ETag promises (same size), at every revision.
 Every request is logged (:class:`HubRequest`) so tests can assert exactly-once downloads.
 """
 
@@ -63,15 +65,31 @@ class HubFile:
 @dataclass
 class HubRepo:
     repo_id: str
-    files: dict[str, HubFile]
+    commits: dict[str, dict[str, HubFile]]  # commit sha -> files at that commit
+    main: str  # the commit ``main`` points at
     gated_tokens: frozenset[str] | None = None  # None = not gated
 
     @property
+    def files(self) -> dict[str, HubFile]:
+        return self.commits[self.main]
+
+    @property
     def sha(self) -> str:
-        h = hashlib.sha1(self.repo_id.encode())
-        for path in sorted(self.files):
-            h.update(f"{path}\0{self.files[path].oid}\0".encode())
-        return h.hexdigest()
+        """The commit of ``main``."""
+        return self.main
+
+    def at(self, rev: str | None) -> tuple[str, dict[str, HubFile]] | None:
+        """(commit, files) of ``rev`` (``None``/``main`` or a commit sha); None when the repo has no such revision."""
+        commit = self.main if rev in (None, "main") else rev
+        files = self.commits.get(commit)
+        return None if files is None else (commit, files)
+
+
+def commit_sha(repo_id: str, files: dict[str, HubFile]) -> str:
+    h = hashlib.sha1(repo_id.encode())
+    for path in sorted(files):
+        h.update(f"{path}\0{files[path].oid}\0".encode())
+    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -102,20 +120,27 @@ class FakeHub(Listeners):
             self.add_repo(repo_id, folder)
 
     # -- content and faults -------------------------------------------------------------------
-    def add_repo(self, repo_id: str, folder: Path | dict[str, bytes]) -> HubRepo:
-        """Serve ``folder`` (read now) as ``repo_id``; a dict ``{path: bytes}`` works too."""
-        if isinstance(folder, dict):
-            items = dict(folder)
-        else:
-            folder = Path(folder)
-            items = {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-        files = {
-            path: HubFile(path, data, path.endswith(LFS_SUFFIXES) or len(data) >= LFS_MIN_SIZE)
-            for path, data in items.items()
-        }
+    def add_repo(self, repo_id: str, folder: Path | dict[str, bytes], sha: str | None = None) -> HubRepo:
+        """Serve ``folder`` (read now) as ``repo_id`` with one commit, ``main``; a dict ``{path: bytes}`` works too.
+
+        ``sha`` names the commit (default: derived from the repo id and the files)."""
+        files = _files(folder)
+        commit = sha or commit_sha(repo_id, files)
         with self._lock:
-            self.repos[repo_id] = HubRepo(repo_id, files)
+            self.repos[repo_id] = HubRepo(repo_id, {commit: files}, commit)
             return self.repos[repo_id]
+
+    def add_revision(self, repo_id: str, folder: Path | dict[str, bytes], sha: str | None = None,
+                     main: bool = False) -> str:
+        """Add a commit to ``repo_id`` (``main`` moves to it when ``main``); returns its sha."""
+        files = _files(folder)
+        commit = sha or commit_sha(repo_id, files)
+        with self._lock:
+            repo = self.repos[repo_id]
+            repo.commits[commit] = files
+            if main:
+                repo.main = commit
+        return commit
 
     def gate(self, repo_id: str, tokens: set[str] | frozenset[str] = frozenset()) -> None:
         self.repos[repo_id].gated_tokens = frozenset(tokens)
@@ -134,8 +159,10 @@ class FakeHub(Listeners):
             self._drops.clear()
             self._corrupt.clear()
 
-    def file(self, repo_id: str, filename: str) -> HubFile:
-        return self.repos[repo_id].files[filename]
+    def file(self, repo_id: str, filename: str, revision: str | None = None) -> HubFile:
+        found = self.repos[repo_id].at(revision)
+        assert found is not None, f"the fake {repo_id} has no revision {revision}"
+        return found[1][filename]
 
     # -- the request log ----------------------------------------------------------------------
     def requests(self, method: str | None = None, contains: str | None = None) -> list[HubRequest]:
@@ -149,9 +176,7 @@ class FakeHub(Listeners):
         def hit(r: HubRequest) -> bool:
             if r.method != "GET" or r.body_bytes == 0:
                 return False
-            if r.server == "cdn":
-                return r.path == _cdn_path(repo_id, filename)
-            m = _RESOLVE.match(r.path)
+            m = (_CDN if r.server == "cdn" else _RESOLVE).match(r.path)
             return m is not None and m["repo"] == repo_id and m["file"] == filename
 
         with self._lock:
@@ -174,15 +199,25 @@ class FakeHub(Listeners):
         return type(f"{name.title()}Handler", (_Handler,), {"hub": self, "server_name": name})
 
 
-def _cdn_path(repo_id: str, filename: str) -> str:
-    return f"/lfs/{repo_id}/{filename}"
+def _files(folder: Path | dict[str, bytes]) -> dict[str, HubFile]:
+    if isinstance(folder, dict):
+        items = dict(folder)
+    else:
+        folder = Path(folder)
+        items = {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {path: HubFile(path, data, path.endswith(LFS_SUFFIXES) or len(data) >= LFS_MIN_SIZE)
+            for path, data in items.items()}
+
+
+def _cdn_path(repo_id: str, f: HubFile) -> str:
+    return f"/lfs/{repo_id}/{f.sha256}/{f.path}"  # by content: several revisions may hold different bytes
 
 
 _REPO = r"(?P<repo>[^/]+/[^/]+)"
 _INFO = re.compile(rf"^/api/models/{_REPO}(?:/revision/(?P<rev>[^/]+))?$")
 _TREE = re.compile(rf"^/api/models/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<sub>.+))?$")
 _RESOLVE = re.compile(rf"^/{_REPO}/resolve/(?P<rev>[^/]+)/(?P<file>.+)$")
-_CDN = re.compile(rf"^/lfs/{_REPO}/(?P<file>.+)$")
+_CDN = re.compile(rf"^/lfs/{_REPO}/(?P<sha256>[0-9a-f]{{64}})/(?P<file>.+)$")
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 
 
@@ -233,35 +268,39 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
-    def _repo(self, m: re.Match, head: bool) -> HubRepo | None:
+    def _repo(self, m: re.Match, head: bool) -> tuple[HubRepo, str, dict[str, HubFile]] | None:
+        """(repo, commit, files) the request names, or None after answering 404."""
         repo = self.hub.repos.get(m["repo"])
         if repo is None:
             self._error(404, "RepoNotFound", "Repository not found", head)
             return None
         rev = m["rev"] if "rev" in m.groupdict() else None
-        if rev not in (None, "main", repo.sha):
+        found = repo.at(rev)
+        if found is None:
             self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}", head)
             return None
-        return repo
+        return repo, *found
 
     # -- endpoints ----------------------------------------------------------------------------
     def _info(self, m: re.Match, head: bool) -> None:
-        if (repo := self._repo(m, head)) is None:
+        if (found := self._repo(m, head)) is None:
             return
+        repo, commit, files = found
         self._json({
-            "id": repo.repo_id, "modelId": repo.repo_id, "sha": repo.sha, "private": False,
+            "id": repo.repo_id, "modelId": repo.repo_id, "sha": commit, "private": False,
             "gated": "manual" if repo.gated_tokens is not None else False, "disabled": False,
-            "siblings": [{"rfilename": p} for p in sorted(repo.files)],
+            "siblings": [{"rfilename": p} for p in sorted(files)],
         }, head)
 
     def _tree(self, m: re.Match, head: bool) -> None:
-        if (repo := self._repo(m, head)) is None:
+        if (found := self._repo(m, head)) is None:
             return
+        _, _, files = found
         recursive = re.search(r"recursive=(true|True|1)", urlsplit(self.path).query) is not None
         sub = (m["sub"] or "").strip("/")
         prefix = f"{sub}/" if sub else ""
         entries: dict[str, dict] = {}
-        for path, f in sorted(repo.files.items()):
+        for path, f in sorted(files.items()):
             if not path.startswith(prefix):
                 continue
             rest = path[len(prefix):].split("/")
@@ -280,9 +319,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(list(entries.values()), head)
 
     def _resolve(self, m: re.Match, head: bool) -> None:
-        if (repo := self._repo(m, head)) is None:
+        if (found := self._repo(m, head)) is None:
             return
-        commit = {"X-Repo-Commit": repo.sha}
+        repo, sha, files = found
+        commit = {"X-Repo-Commit": sha}
         if repo.gated_tokens is not None:
             auth = self.headers.get("authorization", "")
             token = auth[7:] if auth.lower().startswith("bearer ") else ""
@@ -292,11 +332,11 @@ class _Handler(BaseHTTPRequestHandler):
             if token not in repo.gated_tokens:
                 return self._error(403, "GatedRepo", f"Access to model {repo.repo_id} is restricted and you are "
                                    "not in the authorized list.", head, commit)
-        f = repo.files.get(m["file"])
+        f = files.get(m["file"])
         if f is None:
             return self._error(404, "EntryNotFound", f"{m['file']} does not exist on \"{m['rev']}\"", head, commit)
         if f.lfs:
-            location = self.hub.cdn_url + quote(_cdn_path(repo.repo_id, f.path))
+            location = self.hub.cdn_url + quote(_cdn_path(repo.repo_id, f))
             return self._send(302, b"", {**commit, "Location": location, "ETag": f'"{f.oid}"',
                                          "X-Linked-Etag": f'"{f.sha256}"', "X-Linked-Size": str(len(f.data))}, head)
         self._body(repo, f, head, {**commit, "ETag": f'"{f.oid}"'})
@@ -304,7 +344,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _cdn(self, head: bool) -> None:
         m = _CDN.match(self._path)
         repo = self.hub.repos.get(m["repo"]) if m else None
-        f = repo.files.get(m["file"]) if repo else None
+        f = next((files[m["file"]] for files in repo.commits.values() if m["file"] in files
+                  and files[m["file"]].sha256 == m["sha256"]), None) if repo else None
         if f is None:
             return self._send(404, b"NoSuchKey", head=head, content_type="text/plain")
         self._body(repo, f, head, {"ETag": f'"{f.sha256}"'})
