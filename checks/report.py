@@ -83,8 +83,11 @@ class AssetRow:
         out = [p for _, p in self.failed]
         if self.status is Status.OPTIONAL_ABSENT:
             out.append(self.optional_absent)
+        # A missing or broken row's other checks did not run for that reason: only say what is not obvious.
+        shown = self.not_checked if self.status is Status.NOT_CHECKED else \
+            [m for m in self.not_checked if m.startswith("could not check")]
         if self.status is not Status.OPTIONAL_ABSENT:
-            out += [f"not checked: {m}" for m in self.not_checked]
+            out += [f"not checked: {m}" for m in shown]
         return out
 
     def as_dict(self) -> dict:
@@ -232,12 +235,12 @@ class Report:
             if fix:
                 out += _wrapped("  fix: ", fix.text, width)
         if rows:
-            head = ("asset", "status", "need", "location", "size")
-            cells = [(r.name, str(r.status), "required" if r.required else "optional", r.path, r.size) for r in rows]
-            widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head)]
-            widths[3] = min(widths[3], max(20, width - sum(widths) + widths[3] - 8))
-            fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-            out += [fmt.format(*head).rstrip(), fmt.format(*("-" * w for w in widths))]
+            # The location goes last: a long path runs past the edge instead of pushing the status off it.
+            head = ("asset", "status", "need", "size", "location")
+            cells = [(r.name, str(r.status), "required" if r.required else "optional", r.size, r.path) for r in rows]
+            widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head[:-1])]
+            fmt = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"
+            out += [fmt.format(*head), fmt.format(*("-" * w for w in widths), "--------")]
             for row, cell in zip(rows, cells):
                 out.append(fmt.format(*cell).rstrip())
                 out += self._details(row, width)

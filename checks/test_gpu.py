@@ -10,7 +10,7 @@ pytestmark = pytest.mark.asset("gpu")
 @pytest.fixture
 def gpu(asset, checkup):
     if checkup.device == "cpu":
-        asset.skip(Status.NOT_REQUESTED, "--device cpu: the GPU is not checked (forward passes run on the CPU)")
+        asset.skip(Status.NOT_REQUESTED, "--device cpu")
     return checkup.gpu_report
 
 
