@@ -133,11 +133,11 @@ def fetch_hf_model(asset_facts: ModelFacts, cache_dir: Path | None = None,
         except HubFetchError:
             raise
         except Exception as e:  # translated into one clear message; anything unknown propagates as is
-            message = _explain(e, facts.repo_id, shown_endpoint, run.revision_asked)
-            if message is None:
+            error = _explain(e, facts.repo_id, shown_endpoint, run.revision_asked)
+            if error is None:
                 raise
             # not `from e`: huggingface_hub's frames hold the request headers (the token) for `pytest -l`
-            raise HubFetchError(message) from None
+            raise error from None
     if log is not None:
         for note in result.notes:
             log(f"{facts.repo_id}: {note}")
@@ -305,7 +305,7 @@ class _Run:
             self._verify(snapshot, written)
             final = inspect_snapshot(snapshot, self.needs, pin)
             if not final.complete:  # e.g. an old blob of the right name that is not whole: say so
-                raise HubFetchError(self._incomplete_message(commit, final))
+                raise self._incomplete(commit, final)
         except BaseException:
             for link, moved in aside.values():
                 if os.path.lexists(link):
@@ -348,7 +348,7 @@ class _Run:
             parts = [f"{_label(e)} missing" for e in main_state.missing]
             parts += [f"{n} broken ({why})" for n, why in main_state.bad.items()]
             what = "; ".join(parts) or "the cache is incomplete"
-        raise HubFetchError(offline_message(self.repo_id, what))
+        raise offline_error(self.repo_id, what)
 
     def _library(self) -> dict[str, str]:
         if self.facts.library != "open_clip":
@@ -388,12 +388,12 @@ class _Run:
         if meta is None:
             raise HubFetchError(
                 f"{self.repo_id} has none of {', '.join(names)} at {revision} on {self.shown_endpoint}, "
-                f"{'the weights open_clip looks for' if self.facts.library == 'open_clip' else 'which the model needs'}"
-                f". Fix: check the repo on https://huggingface.co/{self.repo_id}/tree/{revision} and core/registry.py.")
+                f"{'the weights open_clip looks for' if self.facts.library == 'open_clip' else 'which the model needs'}.",
+                f"check the repo on https://huggingface.co/{self.repo_id}/tree/{revision} and core/registry.py.")
         commit = meta.commit_hash or (revision if _COMMIT.match(revision) else None)
         if commit is None or not _COMMIT.match(commit):
-            raise HubFetchError(f"{self.shown_endpoint} named no commit (X-Repo-Commit) for {self.repo_id}@{revision}. "
-                                "Fix: check HF_ENDPOINT: it does not answer like the Hugging Face Hub.")
+            raise HubFetchError(f"{self.shown_endpoint} named no commit (X-Repo-Commit) for {self.repo_id}@{revision}.",
+                                "check HF_ENDPOINT: it does not answer like the Hugging Face Hub.")
         etag = (meta.etag or "").lower() or None
         pin = self.pin
         if pin is not None and name == pin.file and (etag != pin.sha256 or meta.size != pin.size):
@@ -402,9 +402,10 @@ class _Run:
             raise HubFetchError(
                 f"{self.repo_id}@{commit[:12]} on {self.shown_endpoint} serves other weights than the published "
                 f"ones: {pin.file} found {found} ({size}), published {pin.sha256[:16]}… ({pin.size:,} B). Refused "
-                f"before downloading; the cache was left as it was. Fix: check HF_ENDPOINT (a mirror may serve a "
-                f"re-upload or a fine-tune under this repo id) and the pins in core/registry.py; the published "
-                f"files are at https://huggingface.co/{self.repo_id}/tree/{pin.revision or 'main'}.")
+                f"before downloading; the cache was left as it was.",
+                "check HF_ENDPOINT (a mirror may serve a re-upload or a fine-tune under this repo id) and the pins "
+                f"in core/registry.py; the published files are at "
+                f"https://huggingface.co/{self.repo_id}/tree/{pin.revision or 'main'}.")
         return commit, name
 
     def _head_first(self, names: tuple[str, ...], revision: str):
@@ -442,8 +443,9 @@ class _Run:
         if missing_from_repo:  # the repo lacks a needed file
             raise HubFetchError(
                 f"{self.repo_id} (commit {commit}) has no {', '.join(missing_from_repo)}; the model needs "
-                f"{'it' if len(missing_from_repo) == 1 else 'them'}. Fix: check the repo id and the file list in "
-                f"core/registry.py against https://huggingface.co/{self.repo_id}/tree/{commit}.")
+                f"{'it' if len(missing_from_repo) == 1 else 'them'}.",
+                f"check the repo id and the file list in core/registry.py against "
+                f"https://huggingface.co/{self.repo_id}/tree/{commit}.")
 
     # -- verification ------------------------------------------------------------------------------
     def _verify(self, snapshot: Path, written: set[str]) -> None:
@@ -475,17 +477,18 @@ class _Run:
         raise HubFetchError(
             f"{self.repo_id}: the downloaded {', '.join(sorted(names)) or ', '.join(bad)} does not match the hash "
             f"the Hub announced ({'; '.join(details) or ', '.join(b[:12] + '…' for b in bad)}): corrupted in transit "
-            "or by a proxy/mirror. Removed from the cache; refs/main was left as it was. Fix: rerun the fetch; if it "
-            "happens again, check HF_ENDPOINT and the proxy.")
+            "or by a proxy/mirror. Removed from the cache; refs/main was left as it was.",
+            "rerun the fetch; if it happens again, check HF_ENDPOINT and the proxy.")
 
-    def _incomplete_message(self, commit: str, state: SnapshotState) -> str:
+    def _incomplete(self, commit: str, state: SnapshotState) -> HubFetchError:
         parts = [f"{_label(e)} missing" for e in state.missing]
         parts += [f"{n}: {why}" for n, why in state.bad.items()]
         if state.other_weights:
             parts.append(f"{self.pin.file} is blob {state.weights_blob[:12]}…, published {self.pin.sha256[:12]}…")
-        return (f"{self.repo_id}: after the fetch, snapshot {commit[:12]} is still not usable ({'; '.join(parts)}); "
-                f"refs/main was left as it was. Fix: remove {self.folder} (a cache folder) and run "
-                f"{fetch_command(self.repo_id)} again.")
+        return HubFetchError(
+            f"{self.repo_id}: after the fetch, snapshot {commit[:12]} is still not usable ({'; '.join(parts)}); "
+            "refs/main was left as it was.",
+            f"remove {self.folder} (a cache folder) and run {fetch_command(self.repo_id)} again.")
 
     def _moved_note(self, old: str, old_state: SnapshotState | None, commit: str) -> str:
         if old_state is None:
@@ -515,13 +518,13 @@ def _pinned_open_clip_file(facts: ModelFacts, pin: Pin, names: tuple[str, ...]) 
     """The pinned weights file, which must be the first file open_clip looks for (else it loads another)."""
     if pin.file not in names:
         raise HubFetchError(
-            f"open_clip looks for {' then '.join(names)} in {facts.repo_id}, not for the pinned {pin.file}. "
-            "Fix: check weights_file in core/registry.py and the installed open_clip version.")
+            f"open_clip looks for {' then '.join(names)} in {facts.repo_id}, not for the pinned {pin.file}.",
+            "check weights_file in core/registry.py and the installed open_clip version.")
     if names[0] != pin.file:
         raise HubFetchError(
             f"open_clip would load {names[0]} from {facts.repo_id} before the pinned {pin.file} "
-            "(it reads .safetensors files only when the safetensors package is installed). "
-            "Fix: pip install safetensors (see requirements.txt), then fetch again.")
+            "(it reads .safetensors files only when the safetensors package is installed).",
+            "pip install safetensors (see requirements.txt), then fetch again.")
     return (pin.file,)
 
 
@@ -540,13 +543,13 @@ def _open_clip_weights(facts: ModelFacts) -> tuple[str, tuple[str, ...]]:
         raise HubFetchError(
             f"open_clip {open_clip.__version__} knows no 'openai' weights on the Hugging Face Hub for {name!r}, "
             f"so `open_clip.create_model_and_transforms({name!r}, pretrained='openai')` cannot load them. "
-            f"Fix: check open_clip_name in core/registry.py and the installed open_clip version.")
+            "check open_clip_name in core/registry.py and the installed open_clip version.")
     repo_id, filename = os.path.split(cfg["hf_hub"])  # "org/repo/" -> no file name: open_clip's default
     filename = filename or HF_WEIGHTS_NAME
     if repo_id != facts.repo_id:
         raise HubFetchError(
             f"open_clip {open_clip.__version__} loads {name} 'openai' weights from {repo_id}, the registry says "
-            f"{facts.repo_id}. Fix: update repo_id in core/registry.py to {repo_id}.")
+            f"{facts.repo_id}.", f"update repo_id in core/registry.py to {repo_id}.")
     names = [filename]
     if filename == HF_WEIGHTS_NAME:
         names.insert(0, HF_SAFE_WEIGHTS_NAME)
@@ -567,13 +570,14 @@ def fetch_command(repo_id: str) -> str:
     return " && ".join(commands) if commands else f"hf download {repo_id}"
 
 
-def offline_message(repo_id: str, what: str) -> str:
-    """The refusal under HF_HUB_OFFLINE, with the command that works as printed (a fresh process reads the env)."""
+def offline_error(repo_id: str, what: str) -> HubFetchError:
+    """The refusal under HF_HUB_OFFLINE, with the command that works as printed (a fresh process reads the env;
+    ``HF_HUB_OFFLINE=0`` also outranks TRANSFORMERS_OFFLINE)."""
     set_by = [f"{v}={os.environ[v]}" for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") if os.environ.get(v)]
     how = " and ".join(set_by) if set_by else "offline mode"
-    return (f"cannot fetch {repo_id} ({what}): {how} is set, so huggingface_hub makes no requests. "
-            f"Fix: HF_HUB_OFFLINE=0 {fetch_command(repo_id)} (offline mode for this one command; the checks and "
-            "your experiments can stay offline).")
+    return HubFetchError(f"cannot fetch {repo_id} ({what}): {how} is set, so huggingface_hub makes no requests.",
+                         f"HF_HUB_OFFLINE=0 {fetch_command(repo_id)} (online for this one command; the checks and "
+                         "your experiments can stay offline).")
 
 
 def _library_endpoint() -> str:
@@ -585,8 +589,8 @@ def _library_endpoint() -> str:
         return DEFAULT_ENDPOINT
 
 
-def _explain(e: Exception, repo_id: str, endpoint: str, revision: str) -> str | None:
-    """One message saying what went wrong and what to do; None for errors we do not know."""
+def _explain(e: Exception, repo_id: str, endpoint: str, revision: str) -> HubFetchError | None:
+    """The error saying what went wrong and what to do; None for errors we do not know."""
     import httpx2
     from huggingface_hub import constants
     from huggingface_hub.errors import (
@@ -602,17 +606,17 @@ def _explain(e: Exception, repo_id: str, endpoint: str, revision: str) -> str | 
     page = f"https://huggingface.co/{repo_id}"
     if isinstance(e, GatedRepoError):
         why = "no token was sent" if status == 401 else "the token sent has not been granted access"
-        return (f"{repo_id} is a gated model and {endpoint} refused the download (HTTP {status}: {why}). "
-                f"Fix: open {page} logged in, accept its conditions, then run `hf auth login` (or set HF_TOKEN) "
+        return HubFetchError(f"{repo_id} is a gated model and {endpoint} refused the download (HTTP {status}: {why}).",
+                             f"open {page} logged in, accept its conditions, then run `hf auth login` (or set HF_TOKEN) "
                 f"with a read token of that account, and fetch again.")
     if isinstance(e, RepositoryNotFoundError):
-        return (f"{repo_id} was not found at {endpoint} (HTTP {status}). Fix: check the repo id in "
-                f"core/registry.py and HF_ENDPOINT; a private repo answers the same without a valid HF_TOKEN.")
+        return HubFetchError(f"{repo_id} was not found at {endpoint} (HTTP {status}).",
+                             "check the repo id in core/registry.py and HF_ENDPOINT; a private repo answers the same without a valid HF_TOKEN.")
     if isinstance(e, RevisionNotFoundError):
-        return (f"{repo_id} has no revision '{revision}' at {endpoint} (HTTP {status}). Fix: check {page} and "
-                "HF_ENDPOINT.")
+        return HubFetchError(f"{repo_id} has no revision '{revision}' at {endpoint} (HTTP {status}).",
+                             f"check {page} and HF_ENDPOINT.")
     if isinstance(e, OfflineModeIsEnabled) or (isinstance(e, LocalEntryNotFoundError) and constants.HF_HUB_OFFLINE):
-        return offline_message(repo_id, "files missing from the cache")
+        return offline_error(repo_id, "files missing from the cache")
     cause = e.__cause__ or e.__context__
     if isinstance(e, LocalEntryNotFoundError) and isinstance(cause, HfHubHTTPError):
         e, status = cause, getattr(cause.response, "status_code", None)  # e.g. a 5xx: reached, but failed
@@ -620,13 +624,15 @@ def _explain(e: Exception, repo_id: str, endpoint: str, revision: str) -> str | 
         cause, e = e, LocalEntryNotFoundError(str(e))
     if isinstance(e, LocalEntryNotFoundError):
         detail = f"{type(cause).__name__}: {cause}" if cause else str(e).splitlines()[0]
-        return (f"could not reach {endpoint} to fetch {repo_id} ({detail}). Fix: check the network and proxy "
-                f"(HTTPS_PROXY), or point HF_ENDPOINT at a reachable mirror; files already fetched stay cached.")
+        return HubFetchError(f"could not reach {endpoint} to fetch {repo_id} ({detail}).",
+                             "check the network and proxy (HTTPS_PROXY), or point HF_ENDPOINT at a reachable mirror; files already fetched stay cached.")
     if isinstance(e, HfHubHTTPError):
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        return f"{endpoint} answered HTTP {status} while fetching {repo_id}: {first}. Fix: retry later; see {page}."
+        return HubFetchError(f"{endpoint} answered HTTP {status} while fetching {repo_id}: {first}.",
+                             f"retry later; see {page}.")
     if isinstance(e, OSError):  # e.g. huggingface_hub's size consistency check after a broken transfer
-        return (f"download of {repo_id} failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. "
-                f"Fix: rerun the fetch (the partial file was discarded); check disk space and the network.")
+        return HubFetchError(f"download of {repo_id} failed: {type(e).__name__}: "
+                             f"{str(e).splitlines()[0] if str(e) else ''}.",
+                             "rerun the fetch (the partial file was discarded); check disk space and the network.")
     return None
 

@@ -194,7 +194,7 @@ def test_other_weights_than_the_pin_are_refused_naming_both_digests(
     found, want = hashlib.sha256(served).hexdigest(), facts.weights_sha256
     assert f"found {found[:16]}… ({len(served):,} B), published {want[:16]}… ({len(published):,} B)" in message
     assert "other weights than the published ones" in message and "Refused before downloading" in message
-    assert "HF_ENDPOINT" in message
+    assert e.value.fix.startswith("check HF_ENDPOINT") and "Fix:" not in e.value.message
     assert not hub.downloads(SIGLIP.repo_id, "model.safetensors") and not hub.downloads(SIGLIP.repo_id, "config.json")
     folder = repo_folder(tmp_path)
     assert not (folder / "refs" / "main").exists() and not list(folder.glob("snapshots/*/*"))
@@ -380,7 +380,9 @@ def test_offline_mode_is_refused_with_the_command_that_works(hub: FakeHub, tmp_p
         fetch_hf_model(facts)
 
     message = str(e.value)
-    assert "HF_HUB_OFFLINE=1 is set" in message and "Fix: HF_HUB_OFFLINE=0 python -m fetchers --siglip2" in message
+    assert "HF_HUB_OFFLINE=1 is set" in e.value.message and "no requests" in e.value.message
+    assert e.value.fix.startswith("HF_HUB_OFFLINE=0 python -m fetchers --siglip2 (")  # kept apart for the report
+    assert "Fix: HF_HUB_OFFLINE=0 python -m fetchers --siglip2" in message
     assert hub.log == []
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # a complete cache needs no network, offline or not
     fetch_hf_model(facts)
@@ -391,9 +393,9 @@ def test_offline_mode_is_refused_with_the_command_that_works(hub: FakeHub, tmp_p
 def test_the_printed_offline_fix_runs_online_in_a_fresh_process(tmp_path: Path) -> None:
     """Run as printed, from a shell with HF_HUB_OFFLINE=1 (and TRANSFORMERS_OFFLINE=1) exported: the command reaches
     the Hub. (It then fails, correctly: the fake Hub cannot serve the real published weights.)"""
-    from fetchers.hub import offline_message
+    from fetchers.hub import offline_error
 
-    fix = offline_message(SIGLIP.repo_id, "x").split("Fix: ", 1)[1].split(" (", 1)[0]
+    fix = offline_error(SIGLIP.repo_id, "x").fix.split(" (", 1)[0]
     assert fix == "HF_HUB_OFFLINE=0 python -m fetchers --siglip2"
     with FakeHub() as fake:
         fake.add_repo(SIGLIP.repo_id, siglip_repo())
