@@ -316,7 +316,9 @@ class _Run:
                 snapshot.rmdir()
             raise
         for name, (_, moved) in aside.items():
-            old = f"blob {Path(os.readlink(moved)).name[:12]}…" if moved.is_symlink() else "a plain file"
+            target = Path(os.readlink(moved)) if moved.is_symlink() else None
+            old = "a plain file" if target is None else f"blob {target.name[:12]}…" \
+                if target.parent.name == "blobs" else f"a link to {target}"
             moved.unlink()
             self.notes.append(f"replaced {name} in snapshot {commit[:12]} (it was {old}: {dest.bad[name]})")
         downloaded = sum((folder / "blobs" / b).stat().st_size for b in written if (folder / "blobs" / b).is_file())

@@ -351,20 +351,27 @@ def test_a_repair_that_fails_leaves_the_cache_as_it_was(hub: FakeHub, tmp_path: 
     assert fetch_hf_model(facts).notes[0].startswith("replaced model.safetensors")
 
 
-def test_files_outside_the_hf_cache_are_never_touched(hub: FakeHub, tmp_path: Path) -> None:
-    """A snapshot file that is a plain file (a cache written without symlinks) is checked, not judged by name."""
+@pytest.mark.parametrize("content", ['{"mine": true}', '{"mine": tr'], ids=["valid", "broken"])
+def test_files_outside_the_hf_cache_are_never_touched(hub: FakeHub, tmp_path: Path, content: str) -> None:
+    """A snapshot link to a user's own file (not a blob): a valid one is left alone (nothing to compare it with);
+    a broken one is replaced by the published file -- the link in the cache, never the user's file."""
     repo = hub.add_repo(SIGLIP.repo_id, siglip_repo())
     facts = pinned(SIGLIP, repo)
     snapshot = fetch_hf_model(facts).path
     outside = tmp_path / "my_config.json"
-    outside.write_text('{"mine": true}')
+    outside.write_text(content)
     (snapshot / "config.json").unlink()
-    (snapshot / "config.json").symlink_to(outside)  # a user's link to their own file: not a blob, not ours
+    (snapshot / "config.json").symlink_to(outside)
 
     result = fetch_hf_model(facts)
 
-    assert outside.read_text() == '{"mine": true}'
-    assert result.already_present  # valid JSON, not a blob: nothing to compare it with, left alone
+    assert outside.read_text() == content
+    if content.endswith("}"):
+        assert result.already_present and os.readlink(snapshot / "config.json") == str(outside)
+    else:
+        assert result.notes[0].startswith("replaced config.json") and "not valid JSON" in result.notes[0]
+        assert f"it was a link to {outside}" in result.notes[0]
+        assert (snapshot / "config.json").read_bytes() == hub.file(SIGLIP.repo_id, "config.json").data
 
 
 # --- offline mode ------------------------------------------------------------------------------
