@@ -263,9 +263,8 @@ class Report:
             out += _wrapped("    · ", line, width)
         for line in row.warnings[:3]:
             out += _wrapped("    ! ", line, width)
-        if row.fetched is not None:
-            out += _wrapped("    ↓ ", ("fetched: " if row.fetched.ok else "fetch failed: ") + row.fetched.message,
-                            width)
+        if row.fetched is not None and row.fetched.ok:  # a failed fetch is in the row's problem already
+            out += _wrapped("    ↓ fetched: ", row.fetched.message, width)
         if row.fix:
             out += _wrapped("    fix: ", row.fix.text, width)
         return out
