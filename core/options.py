@@ -6,6 +6,7 @@ Pure functions, shared by the pytest plugin and the fetch CLI; an invalid value 
 from __future__ import annotations
 
 import enum
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -37,6 +38,16 @@ def _device(raw: str) -> str:
     if value == "cpu" or re.fullmatch(r"cuda(:\d+)?", value):
         return value
     raise OptionError("expected cuda, cuda:N or cpu")
+
+
+def _positive_seconds(raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value <= 0:
+        raise OptionError("expected a positive number of seconds, e.g. 60")
+    return value
 
 
 def _choice(*choices: str) -> Callable[[str], str]:
@@ -90,6 +101,8 @@ OPTIONS: dict[str, Option] = {
         Option("coco-source", "where --fetch-missing gets COCO val2017: kaggle (default) or official",
                _choice("kaggle", "official"), "kaggle"),
         Option("report-json", "also write the readiness report as JSON to this path", _path, None),
+        Option("stall-seconds", "a download attempt that receives less than 16 KiB in this many seconds ends and "
+               "is retried (default: 60)", _positive_seconds, 60.0),
         Option("tiny-world", "check an already built tiny world (a folder made by checks.tiny; self-tests)",
                _path, None),
     )

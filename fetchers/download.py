@@ -1,21 +1,43 @@
 """Download a pinned ``RemoteFile`` over plain HTTP(S) with ``requests``, exactly once and atomically.
 
-Per artifact: lock (filelock ``dest_dir/.<name>.lock``) -> re-check (a file already there with
-the pinned size and sha256 is done; one that differs is reported, never touched) -> free-space
-check -> stream into ``dest_dir/.<name>.<random>.part`` hashing on the fly -> verify size and
-sha256 -> ``os.replace`` onto the final name. The URLs of ``remote.urls`` are mirrors tried in
-order. A dropped connection resumes with ``Range`` (checking ``Content-Range``); attempts that
-make no progress back off exponentially and give up after ``attempts`` of them in a row.
+Per artifact: lock (filelock ``dest_dir/.<name>.lock``) -> re-check (a file already there with the
+pinned size and sha256 is done; one that differs, a folder, or a symlink whose target is not the pinned
+file is reported and never touched) -> free-space check -> stream into ``dest_dir/.<name>.<random>.part``
+-> verify size and sha256 -> link onto the final name (never over anything that appeared there).
+
+The URLs of ``remote.urls`` are mirrors tried in order. Per URL:
+
+- every byte received counts: a dropped or stalled transfer resumes with ``Range`` from what was
+  written (checking ``Content-Range`` and ``If-Range``), whatever the file's size;
+- an attempt that receives less than ``STALL_MIN_BYTES`` in ``stall_seconds`` (default
+  ``$PREFLIGHT_STALL_SECONDS`` or 60) ends and is retried: a server that drips bytes cannot hold
+  the fetch; the socket read timeout is at most the stall limit too;
+- 429 / 503 wait what ``Retry-After`` asks (seconds or an HTTP date), at most ``retry_after_cap``;
+  other transient failures back off exponentially; an attempt that got further than ever before
+  resets that budget (as huggingface_hub does), ``attempts`` in a row without progress give up;
+- the whole fetch is bounded by ``max_seconds`` (default: 15 min plus the file at 32 KiB/s).
+
+Each retry prints one line (what, why, next try in N s) through the progress sink; a failure is one
+``DownloadError`` whose ``message`` says what and why and whose ``fix`` says what to do.
+
+Speed: the socket is read into a few large reusable buffers, one system call at a time (so a drop
+loses nothing and a stall is seen); each filled buffer is written, then hashed by a helper thread
+(hashlib releases the GIL), overlapping with receiving the next ones.
 """
 
 from __future__ import annotations
 
+import email.utils
+import errno
 import glob
 import hashlib
+import http.client
 import os
 import queue
 import secrets
 import shutil
+import socket
+import ssl
 import sys
 import threading
 import time
@@ -25,15 +47,27 @@ from pathlib import Path
 from typing import BinaryIO, Literal, Protocol, Union
 from urllib.parse import urlsplit
 
+import filelock
 import requests
+import urllib3
 from filelock import FileLock
 
+from core.findings import human_bytes
 from core.hashing import sha256_file
+from core.options import OPTIONS, OptionError, resolve
 from core.redact import redact  # re-exported: fetchers.download.redact
 from core.registry import RemoteFile
 
-CHUNK_SIZE = 1 << 20  # 1 MiB: large enough that per-chunk Python overhead is negligible
+CHUNK_SIZE = 4 << 20  # bytes per buffer: large enough that per-buffer Python overhead is negligible
+BUFFERS = 6  # buffers in flight (received, waiting to be hashed): at most 24 MiB
+COMMIT_EVERY = 0.25  # s: on a slow link a buffer is written (and shown) at least this often
+STALL_MIN_BYTES = 16 << 10  # an attempt that receives less than this in stall_seconds has stalled
+DEFAULT_STALL_SECONDS = 60.0
+RETRY_AFTER_CAP = 120.0  # s: the longest Retry-After wait honoured
+MIN_RATE = 32 << 10  # B/s: the default time limit of a whole fetch allows the file at this rate ...
+BASE_SECONDS = 900.0  # ... plus this
 MIRROR_ENV = "PREFLIGHT_MIRROR"
+STALL_ENV = OPTIONS["stall-seconds"].env  # PREFLIGHT_STALL_SECONDS
 USER_AGENT = "preflight-fetch/1"
 
 
@@ -42,6 +76,7 @@ class ProgressBar(Protocol):
     def update(self, n: int) -> None: ...  # n more units done
     def reset(self, pos: int) -> None: ...  # position jumps back (restart from zero, next mirror)
     def close(self, message: str) -> None: ...  # finished (or failed: message empty)
+    # Optional: ``note(line)`` shows one line (a retry) without breaking the bar.
 
 
 # (description, total, unit) -> a bar; unit is "B" for bytes, otherwise a noun such as "img".
@@ -52,23 +87,45 @@ class _TqdmBar:
     def __init__(self, desc: str, total: int, unit: str) -> None:
         from tqdm import tqdm
 
-        byte_units = unit == "B"
-        self._bar = tqdm(total=total, desc=desc, unit=unit, unit_scale=byte_units,
-                         unit_divisor=1024 if byte_units else 1000, dynamic_ncols=True, leave=True)
+        self._bytes = unit == "B"
+        self._total = total
+        self._t0 = time.monotonic()
+        if self._bytes:  # tqdm's own scaling says "MB" for MiB: sizes and rate in IEC units, by hand
+            self._bar = tqdm(total=total, desc=desc, unit="B", dynamic_ncols=True, leave=True,
+                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+            self._show()
+        else:
+            self._bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=True)
+
+    def _show(self) -> None:
+        elapsed = max(time.monotonic() - self._t0, 1e-9)
+        rate = f", {human_bytes(self._bar.n / elapsed)}/s" if self._bar.n else ""
+        self._bar.set_postfix_str(f"{human_bytes(self._bar.n)} of {human_bytes(self._total)}{rate}", refresh=False)
 
     def update(self, n: int) -> None:
-        self._bar.update(n)
+        if self._bytes:
+            self._bar.n += n  # set before update(0) so the shown text and the bar agree
+            self._show()
+            self._bar.update(0)
+        else:
+            self._bar.update(n)
 
     def reset(self, pos: int) -> None:
         self._bar.n = pos
+        self._t0 = time.monotonic()
+        if self._bytes:
+            self._show()
         self._bar.refresh()
+
+    def note(self, line: str) -> None:
+        self._bar.write(line, file=sys.stderr)
 
     def close(self, message: str) -> None:
         self._bar.close()
 
 
 class _LineBar:
-    """Quiet while running; one line on stderr at the end."""
+    """Quiet while running; a line per retry and one at the end, on stderr."""
 
     def __init__(self, desc: str, total: int, unit: str) -> None:
         pass
@@ -79,12 +136,18 @@ class _LineBar:
     def reset(self, pos: int) -> None:
         pass
 
+    def note(self, line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
     def close(self, message: str) -> None:
         if message:
             print(message, file=sys.stderr, flush=True)
 
 
 class _NullBar(_LineBar):
+    def note(self, line: str) -> None:
+        pass
+
     def close(self, message: str) -> None:
         pass
 
@@ -102,7 +165,7 @@ def no_progress(desc: str, total: int, unit: str) -> ProgressBar:
 
 
 def auto_progress(desc: str, total: int, unit: str) -> ProgressBar:
-    """A tqdm bar (size, rate) when stderr is a terminal, else one summary line at the end."""
+    """A tqdm bar (size, rate) when stderr is a terminal, else a line per retry and one at the end."""
     return (tqdm_progress if sys.stderr.isatty() else line_progress)(desc, total, unit)
 
 
@@ -113,13 +176,32 @@ def resolve_progress(progress: ProgressArg) -> Progress:
     return auto_progress if progress == "auto" else (progress or no_progress)
 
 
+def _note(bar: ProgressBar, line: str) -> None:
+    note = getattr(bar, "note", None)
+    if note is not None:
+        note(line)
+    else:  # a sink without note(): the line still reaches the user
+        print(line, file=sys.stderr, flush=True)
+
+
 # --- errors ----------------------------------------------------------------------------------
 class DownloadError(RuntimeError):
-    """A download failed; the message names the file, the URL(s) and the fix."""
+    """A download failed: ``message`` says what and why (one line), ``fix`` what to do.
+
+    ``str()`` is ``"<message> Fix: <fix>"``; a subclass may pass the whole text as ``message``.
+    """
+
+    def __init__(self, message: str, fix: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+
+    def __str__(self) -> str:
+        return f"{self.message} Fix: {self.fix}" if self.fix else self.message
 
 
 class ExistingFileDiffers(DownloadError):
-    pass
+    """Something of the user's is where the file goes (a different file, a folder, a symlink): left as it is."""
 
 
 class NotEnoughSpace(DownloadError):
@@ -128,6 +210,18 @@ class NotEnoughSpace(DownloadError):
 
 class _UrlFailed(Exception):
     """This URL cannot deliver the file (permanent for this URL); the next mirror may."""
+
+    def __init__(self, reason: str, fix: str = "") -> None:
+        super().__init__(reason)
+        self.reason, self.fix = reason, fix
+
+
+class _Retry(Exception):
+    """A transient failure of one attempt: try again (after ``wait`` seconds if the server said so)."""
+
+    def __init__(self, reason: str, wait: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.wait = reason, wait
 
 
 @dataclass(frozen=True)
@@ -153,21 +247,26 @@ def mirrored(url: str) -> str:
 
 
 # --- helpers ---------------------------------------------------------------------------------
-def _mb(n: int) -> str:
-    return f"{n / 1e6:,.1f} MB"
-
-
 def check_free_space(folder: Path, needed: int, what: str) -> None:
     free = shutil.disk_usage(folder).free
     if free < needed:
         raise NotEnoughSpace(
-            f"not enough disk space for {what} in {folder}: need {_mb(needed)}, {_mb(free)} free. "
-            f"Fix: free {_mb(needed - free)} there, or choose another --data-root."
-        )
+            f"not enough disk space for {what} in {folder}: need {human_bytes(needed)}, {human_bytes(free)} free.",
+            f"free {human_bytes(needed - free)} there, or choose another --data-root.")
 
 
-def _looks_like_html(first_bytes: bytes) -> bool:
-    head = first_bytes[:512].lstrip().lower()
+def default_stall_seconds() -> float:
+    """``$PREFLIGHT_STALL_SECONDS``, else 60 (the pytest option and the fetch CLI pass theirs explicitly)."""
+    try:
+        value = resolve(OPTIONS["stall-seconds"], None, os.environ).value
+    except OptionError as e:
+        raise DownloadError(str(e), f"set {STALL_ENV} to a positive number of seconds (e.g. 60), "
+                                    "or unset it") from None
+    return float(value) if value is not None else DEFAULT_STALL_SECONDS
+
+
+def _looks_like_html(first_bytes: bytes | memoryview) -> bool:
+    head = bytes(first_bytes[:512]).lstrip().lower()
     return head.startswith((b"<!doctype", b"<html"))
 
 
@@ -187,23 +286,86 @@ def _parse_content_range(value: str | None) -> tuple[int, int | None] | None:
         return None
 
 
-# --- the download ----------------------------------------------------------------------------
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait for a ``Retry-After`` header (delta-seconds or an HTTP date); None if absent/unparsable."""
+    if not value or not value.strip():
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _seconds(s: float) -> str:
+    return f"{s:.1f} s" if s < 10 else f"{s:.0f} s"
+
+
+def _describe(e: BaseException, timeout: tuple[float, float]) -> str:
+    """A network failure in words, without the client's wrapping ("Max retries exceeded ... Caused by ...")."""
+    chain: list[BaseException] = []
+    cur: BaseException | None = e
+    while cur is not None and all(cur is not c for c in chain) and len(chain) < 12:
+        chain.append(cur)
+        nxt = getattr(cur, "reason", None)  # urllib3's MaxRetryError / ProxyError
+        if not isinstance(nxt, BaseException):
+            nxt = next((a for a in cur.args if isinstance(a, BaseException)), None)  # requests wraps in args[0]
+        cur = nxt if nxt is not None else (cur.__cause__ or cur.__context__)
+
+    def has(*kinds: type) -> BaseException | None:
+        return next((c for c in chain if isinstance(c, kinds)), None)
+
+    if has(socket.gaierror, urllib3.exceptions.NameResolutionError):
+        return "the host name could not be resolved (DNS)"
+    if has(ConnectionRefusedError):
+        return "connection refused (nothing listens there, or a firewall)"
+    if has(requests.exceptions.ProxyError, urllib3.exceptions.ProxyError):
+        return "the proxy failed or refused the connection"
+    if has(ssl.SSLError, urllib3.exceptions.SSLError, requests.exceptions.SSLError):
+        inner = has(ssl.SSLError)
+        why = getattr(inner, "reason", None) or (str(inner).splitlines()[0] if inner else "")
+        return f"TLS error{': ' + str(why) if why else ''} (a proxy that intercepts HTTPS?)"
+    if has(requests.exceptions.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError) \
+            and not has(urllib3.exceptions.NewConnectionError):
+        return f"no connection within {_seconds(timeout[0])}"
+    if has(urllib3.exceptions.NewConnectionError):
+        inner = has(OSError)
+        return f"could not connect ({inner.strerror})" if isinstance(inner, OSError) and inner.strerror \
+            else "could not connect"
+    if has(requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError, TimeoutError, socket.timeout):
+        return f"no data for {_seconds(timeout[1])}"
+    if has(ConnectionResetError, BrokenPipeError, http.client.IncompleteRead, http.client.RemoteDisconnected,
+           urllib3.exceptions.ProtocolError, requests.exceptions.ChunkedEncodingError):
+        return "the connection was dropped"
+    inner = chain[-1]
+    text = next((line for line in str(inner).splitlines() if line.strip()), "")
+    return redact(f"{type(inner).__name__}{': ' + text if text else ''}")
+
+
+# --- the partial file ------------------------------------------------------------------------
 class _Partial:
     """The temp file being written and its running sha256.
 
-    Hashing runs in a helper thread (hashlib releases the GIL), overlapping with receiving and
-    writing the next chunks; at most ``_QUEUE_CHUNKS`` chunks wait for it.
+    The reader fills buffers from a small pool, writes each one, and queues it for the hasher thread,
+    which gives it back to the pool when hashed: at most ``BUFFERS`` buffers exist.
     """
 
-    _QUEUE_CHUNKS = 16
     _RESTART, _STOP = object(), object()
 
-    def __init__(self, file: BinaryIO, bar: ProgressBar) -> None:
+    def __init__(self, file: BinaryIO, bar: ProgressBar, buffer_size: int) -> None:
         self.file, self.bar = file, bar
         self.pos = 0  # bytes in the file
         self.received = 0  # bytes received over the wire, restarts included
+        self.buffer_size = buffer_size
+        self._made = 0
+        self._pool: queue.SimpleQueue = queue.SimpleQueue()
         self._hasher = hashlib.sha256()
-        self._queue: queue.Queue = queue.Queue(self._QUEUE_CHUNKS)
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._hash, name="fetch-sha256", daemon=True)
         self._thread.start()
 
@@ -214,14 +376,33 @@ class _Partial:
             elif isinstance(item, threading.Event):
                 item.set()
             else:
-                self._hasher.update(item)
+                buf, n = item
+                self._hasher.update(memoryview(buf)[:n])
+                self._pool.put(buf)
 
-    def write(self, chunk: bytes) -> None:
-        self.file.write(chunk)
-        self._queue.put(chunk)
-        self.pos += len(chunk)
-        self.received += len(chunk)
-        self.bar.update(len(chunk))
+    def take(self) -> bytearray:
+        """A free buffer (waits for the hasher when all are in flight)."""
+        if self._made < BUFFERS:
+            try:
+                return self._pool.get_nowait()
+            except queue.Empty:
+                self._made += 1
+                return bytearray(self.buffer_size)
+        return self._pool.get()
+
+    def give_back(self, buf: bytearray) -> None:
+        self._pool.put(buf)
+
+    def commit(self, buf: bytearray, n: int) -> None:
+        """The first ``n`` bytes of ``buf`` continue the file: write them, queue them for hashing."""
+        if not n:
+            self._pool.put(buf)
+            return
+        self.file.write(memoryview(buf)[:n])
+        self._queue.put((buf, n))
+        self.pos += n
+        self.received += n
+        self.bar.update(n)
 
     def restart(self) -> None:
         self.file.seek(0)
@@ -241,6 +422,18 @@ class _Partial:
         self._thread.join()
 
 
+# --- the download ----------------------------------------------------------------------------
+@dataclass
+class _Limits:
+    attempts: int
+    backoff: float
+    max_backoff: float
+    timeout: tuple[float, float]  # (connect, read); read is at most the stall limit
+    stall: float
+    retry_after_cap: float
+    deadline: float  # time.monotonic() after which the fetch gives up
+
+
 def fetch_file(
     remote: RemoteFile,
     dest_dir: Path,
@@ -254,154 +447,360 @@ def fetch_file(
     chunk_size: int = CHUNK_SIZE,
     required_bytes: int | None = None,
     lock_timeout: float = -1,
+    stall_seconds: float | None = None,
+    retry_after_cap: float = RETRY_AFTER_CAP,
+    max_seconds: float | None = None,
 ) -> FetchResult:
     """Make ``dest_dir/remote.filename`` the pinned file, downloading it at most once.
 
     ``attempts``: consecutive attempts without progress before a URL is given up;
     ``backoff``: first delay between them (doubling, capped at ``max_backoff``);
+    ``stall_seconds``: an attempt receiving less than 16 KiB in this long ends (default
+    ``$PREFLIGHT_STALL_SECONDS`` or 60); ``retry_after_cap``: the longest ``Retry-After`` honoured;
+    ``max_seconds``: the whole fetch gives up after this long (default 15 min + the file at 32 KiB/s);
+    ``chunk_size``: the size of each receive buffer;
     ``required_bytes``: free space demanded before downloading (default: the file size).
     """
-    dest_dir = Path(dest_dir)
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    final = dest_dir / remote.filename
     t0 = time.monotonic()
-    with FileLock(str(dest_dir / f".{remote.filename}.lock"), timeout=lock_timeout):
-        if final.exists():  # re-check under the lock: another process may have just finished it
+    dest_dir = Path(dest_dir)
+    final = dest_dir / remote.filename
+    stall = default_stall_seconds() if stall_seconds is None else float(stall_seconds)
+    connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+    limits = _Limits(attempts, backoff, max_backoff, (connect, min(read, stall)), stall, retry_after_cap,
+                     t0 + (BASE_SECONDS + remote.size / MIN_RATE if max_seconds is None else max_seconds))
+    try:
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(dest_dir / f".{remote.filename}.lock"), timeout=lock_timeout)
+        lock.acquire()
+    except filelock.Timeout:
+        raise DownloadError(f"another process has been fetching {final} for more than {lock_timeout:g} s "
+                            f"(it holds {dest_dir / ('.' + remote.filename + '.lock')})",
+                            "wait for it to finish, or stop it; then rerun") from None
+    except OSError as e:
+        raise _fs_error(e, f"preparing {dest_dir} for {remote.filename}") from None
+    try:
+        if _occupied(final):  # re-check under the lock: another process may have just finished it
             _verify_existing(final, remote)
             return FetchResult(final, 0, time.monotonic() - t0, None, True)
         # Under the lock nobody else writes this artifact: temp files left by a killed run are garbage.
         for stale in dest_dir.glob(f".{glob.escape(remote.filename)}.*.part"):
             stale.unlink(missing_ok=True)
         check_free_space(dest_dir, remote.size if required_bytes is None else required_bytes, remote.filename)
+        return _fetch_locked(remote, final, progress, session, limits, chunk_size, t0)
+    finally:
+        lock.release()
 
-        tmp = dest_dir / f".{remote.filename}.{secrets.token_hex(6)}.part"
-        bar = resolve_progress(progress)(remote.filename, remote.size, "B")
-        message = ""
-        own_session = session is None
-        session = session or requests.Session()
+
+def _fetch_locked(remote: RemoteFile, final: Path, progress: ProgressArg, session: requests.Session | None,
+                  limits: _Limits, chunk_size: int, t0: float) -> FetchResult:
+    tmp = final.parent / f".{remote.filename}.{secrets.token_hex(6)}.part"
+    bar = resolve_progress(progress)(remote.filename, remote.size, "B")
+    message = ""
+    own_session = session is None
+    session = session or requests.Session()
+    try:
         try:
-            with open(tmp, "xb") as f:
-                part = _Partial(f, bar)
-                try:
-                    url = _download_from_mirrors(remote, part, session, attempts=attempts, backoff=backoff,
-                                                 max_backoff=max_backoff, timeout=timeout, chunk_size=chunk_size)
-                finally:
-                    part.close()
-                f.flush()
-            # No fsync: the bytes were verified before this rename, and a file torn by a crash after
-            # it fails the sha256 re-check of every later fetch and check; it is never taken as complete.
-            os.replace(tmp, final)
-            seconds = time.monotonic() - t0
-            message = f"fetched {remote.filename} ({_mb(remote.size)} in {seconds:.1f} s) -> {final}"
-            return FetchResult(final, part.received, seconds, url, False)
-        finally:
-            bar.close(message)
-            if own_session:
-                session.close()
-            tmp.unlink(missing_ok=True)
+            f = open(tmp, "xb", buffering=0)
+        except OSError as e:
+            raise _fs_error(e, f"creating a temp file in {final.parent}") from None
+        with f:
+            part = _Partial(f, bar, max(64 << 10, min(chunk_size, remote.size)))
+            try:
+                url = _download_from_mirrors(remote, final, part, session, limits)
+            except OSError as e:  # the reads catch their own: this is the file system
+                raise _fs_error(e, f"writing {tmp}") from None
+            finally:
+                part.close()
+        # No fsync: the bytes were verified before this rename, and a file torn by a crash after
+        # it fails the sha256 re-check of every later fetch and check; it is never taken as complete.
+        _place(tmp, final, remote)
+        seconds = time.monotonic() - t0
+        message = f"fetched {remote.filename} ({human_bytes(remote.size)} in {seconds:.1f} s) -> {final}"
+        return FetchResult(final, part.received, seconds, url, False)
+    finally:
+        bar.close(message)
+        if own_session:
+            session.close()
+        tmp.unlink(missing_ok=True)
+
+
+def _occupied(path: Path) -> bool:
+    return path.is_symlink() or path.exists()
+
+
+def _place(tmp: Path, final: Path, remote: RemoteFile) -> None:
+    """Give the verified temp file its final name, never replacing anything that appeared there meanwhile."""
+    try:
+        os.link(tmp, final)  # fails if anything (even a dangling symlink) is there
+        return
+    except FileExistsError:
+        _verify_existing(final, remote)  # the same file: fine; else reported, untouched
+        return
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS):
+            raise _fs_error(e, f"moving {tmp.name} to {final}") from None
+    if _occupied(final):  # a file system without hard links: check, then rename
+        _verify_existing(final, remote)
+        return
+    try:
+        os.replace(tmp, final)
+    except OSError as e:
+        raise _fs_error(e, f"moving {tmp.name} to {final}") from None
+
+
+def _fs_error(e: OSError, doing: str) -> DownloadError:
+    """A file-system failure as a DownloadError whose fix names the cause."""
+    where = f"{e.filename}" if e.filename else doing
+    reason = e.strerror or type(e).__name__
+    choose = "choose a writable --data-root=PATH (or PREFLIGHT_DATA_ROOT)"
+    if e.errno == errno.EROFS:
+        return DownloadError(f"the data root is read-only: {where} ({reason}) while {doing}; nothing was changed",
+                             f"{choose}, or remount it read-write; then rerun")
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return DownloadError(f"permission denied: {where} ({reason}) while {doing}; nothing was changed",
+                             f"make it writable for this user (owner, mode, `lsattr -d` for the immutable flag), "
+                             f"or {choose}; then rerun")
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DownloadError(f"no space left on the device (or quota exceeded) while {doing}",
+                             f"free space there (`df -h {where}`), or {choose}; then rerun")
+    if e.errno in (errno.ENOTDIR, errno.EEXIST):
+        return DownloadError(f"a file or a dangling symlink is where a folder must be: {where} ({reason}) "
+                             f"while {doing}; it was left as it is",
+                             f"move it aside (or create the folder it points to), or {choose}; then rerun")
+    return DownloadError(f"{type(e).__name__} while {doing}: {where}: {reason}",
+                         f"check that the file system there works and is writable, or {choose}; then rerun")
 
 
 def _verify_existing(final: Path, remote: RemoteFile) -> None:
-    size = final.stat().st_size
+    link = ""
+    if final.is_symlink():
+        target = os.readlink(final)
+        link = f"a symlink to {target}"
+        if not final.exists():
+            raise ExistingFileDiffers(
+                f"{final} is {link}, which does not exist (a dangling link); it was left as it is and "
+                f"nothing was downloaded.",
+                f"if {target} should hold {remote.filename}, put the file there; otherwise move the link "
+                f"aside (mv {final} {final}.old) and fetch again.")
     problem = None
-    if size != remote.size:
-        problem = f"its size is {size:,} bytes, the pinned size is {remote.size:,}"
+    if final.is_dir():
+        problem = "it is a folder, not a file"
     else:
-        digest = sha256_file(final)
-        if digest != remote.sha256:
-            problem = f"its sha256 is {digest}, the pinned sha256 is {remote.sha256}"
+        size = final.stat().st_size
+        if size != remote.size:
+            problem = f"its size is {size:,} bytes, the pinned size is {remote.size:,}"
+        else:
+            digest = sha256_file(final)
+            if digest != remote.sha256:
+                problem = f"its sha256 is {digest}, the pinned sha256 is {remote.sha256}"
     if problem:
+        what = f"{final} ({link})" if link else str(final)
         raise ExistingFileDiffers(
-            f"{final} already exists but is not the pinned {remote.filename}: {problem}. "
-            f"It was left untouched. Fix: if it is a stale or broken download, delete it and fetch again; "
-            f"if you put it there on purpose, move it elsewhere first."
-        )
+            f"{what} already exists but is not the pinned {remote.filename}: {problem}. "
+            f"It was left untouched.",
+            f"if it is a stale or broken download, move it aside (mv {final} {final}.old) and fetch again; "
+            f"if you put it there on purpose, move it elsewhere first.")
 
 
-def _download_from_mirrors(remote: RemoteFile, part: _Partial, session: requests.Session, **kw) -> str:
-    failures: list[str] = []
-    for original in remote.urls:
-        url = mirrored(original)
+def _download_from_mirrors(remote: RemoteFile, final: Path, part: _Partial, session: requests.Session,
+                           limits: _Limits) -> str:
+    failures: list[tuple[str, _UrlFailed]] = []
+    urls = [mirrored(u) for u in remote.urls]
+    for i, url in enumerate(urls):
         if part.pos:
             part.restart()
         try:
-            _download_url(url, remote, part, session, **kw)
+            _download_url(url, remote, part, session, limits)
             return redact(url)
         except _UrlFailed as e:
-            failures.append(str(e))
-    tried = "\n  - ".join(failures)
-    raise DownloadError(
-        f"could not download {remote.filename} ({_mb(remote.size)}, sha256 {remote.sha256[:12]}…) "
-        f"from any of its {len(remote.urls)} URL(s):\n  - {tried}\n"
-        f"Nothing was written under the final name. Fix: see above; or download the file by hand, "
-        f"check its sha256 and put it at the destination; or set {MIRROR_ENV} to a mirror that has it."
-    )
+            failures.append((redact(url), e))
+            if i + 1 < len(urls) and time.monotonic() < limits.deadline:
+                _note(part.bar, f"{remote.filename}: {redact(url)}: {e.reason} — trying the next URL")
+    if len(failures) == 1:
+        why = f"from {failures[0][0]}: {failures[0][1].reason}"
+    else:
+        why = f"from any of its {len(failures)} URLs: " + "; ".join(f"{u}: {e.reason}" for u, e in failures)
+    fixes = list(dict.fromkeys(e.fix for _, e in failures if e.fix))
+    fixes.append(f"download {remote.filename} by hand, check that its sha256 is {remote.sha256}, and put it at "
+                 f"{final}; or set {MIRROR_ENV}=http://HOST:PORT to a mirror that has it")
+    raise DownloadError(f"could not download {remote.filename} ({human_bytes(remote.size)}) {why}; "
+                        f"nothing was written at {final}.", "; or ".join(fixes) + ".")
 
 
-class _Retry(Exception):
-    """A transient answer (5xx, 429, a Range answer we cannot use): try again."""
-
-
-def _download_url(url: str, remote: RemoteFile, part: _Partial, session: requests.Session, *,
-                  attempts: int, backoff: float, max_backoff: float, timeout, chunk_size: int) -> None:
+def _download_url(url: str, remote: RemoteFile, part: _Partial, session: requests.Session, limits: _Limits) -> None:
     """Fill ``part`` with the pinned file from ``url``, resuming and retrying. Raises _UrlFailed."""
     shown = redact(url)
     stalls = 0  # consecutive attempts that did not get further than ever before
-    delay = backoff
+    delay = limits.backoff
     high = part.pos  # the furthest we have been: progress = beating it (a Range-ignoring server restarts at 0)
     validator: str | None = None  # ETag / Last-Modified of the first answer, so a changed file is not spliced
-    last_problem = ""
     while True:
+        wait: float | None = None
         try:
-            headers = {"Accept-Encoding": "identity", "User-Agent": USER_AGENT}  # identity: Range counts raw bytes
-            if part.pos:
-                headers["Range"] = f"bytes={part.pos}-"
-                if validator:
-                    headers["If-Range"] = validator
-            with session.get(url, headers=headers, stream=True, timeout=timeout) as r:
-                announced = _check_response(r, shown, remote, part)
-                if r.status_code == 200:
-                    etag = r.headers.get("ETag", "")
-                    validator = (etag if etag and not etag.startswith("W/") else None) or r.headers.get("Last-Modified")
-                for chunk in r.iter_content(chunk_size):
-                    if part.pos == 0 and not _expects_html(remote.filename) and _looks_like_html(chunk):
-                        raise _UrlFailed(_html_message(shown, remote))
-                    if announced is not None:
-                        raise _UrlFailed(_size_message(shown, remote, announced))
-                    if part.pos + len(chunk) > remote.size:
-                        raise _UrlFailed(_size_message(shown, remote, f"more than {remote.size:,}"))
-                    part.write(chunk)
-            if part.pos != remote.size:  # a body that ended cleanly but short
-                raise _UrlFailed(_size_message(shown, remote, f"{part.pos:,}"))
-            digest = part.hexdigest()
-            if digest != remote.sha256:
-                raise _UrlFailed(f"{shown}: the sha256 of the downloaded {remote.filename} is {digest}, the pinned "
-                                 f"sha256 is {remote.sha256}: the file changed upstream or got corrupted")
+            validator = _attempt(url, shown, remote, part, session, limits, validator)
             return
         except _Retry as e:
-            last_problem = str(e)
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
-            last_problem = f"{type(e).__name__}: {redact(str(e))}"
-        if part.pos > high:  # progress: resume at once, the backoff starts over
-            high, stalls, delay = part.pos, 0, backoff
-            continue
-        stalls += 1
-        if stalls >= attempts:
-            raise _UrlFailed(f"{shown}: gave up after {attempts} attempts in a row without progress "
-                             f"({part.pos:,} of {remote.size:,} bytes); last error: {last_problem}. "
-                             f"Fix: check the network or proxy, then rerun")
-        time.sleep(delay)
-        delay = min(delay * 2, max_backoff)
+            problem, wait = e.reason, e.wait
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.ContentDecodingError) as e:
+            problem = _describe(e, limits.timeout)
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                requests.exceptions.InvalidSchema) as e:
+            raise _UrlFailed(f"not a valid URL ({type(e).__name__})",
+                             f"check {MIRROR_ENV} (it must look like http://host:port)") from None
+        except requests.RequestException as e:
+            raise _UrlFailed(_describe(e, limits.timeout)) from None
+        # Progress = at least STALL_MIN_BYTES (or the rest) beyond the furthest point yet: a drip is not progress.
+        progressed = part.pos >= high + max(1, min(STALL_MIN_BYTES, remote.size - high))
+        high = max(high, part.pos)
+        if progressed:  # resume at once, the backoff starts over
+            stalls, delay = 0, limits.backoff
+            pause = 0.0
+        else:
+            stalls += 1
+            if stalls >= limits.attempts:
+                raise _UrlFailed(f"gave up after {limits.attempts} attempts in a row without progress "
+                                 f"({human_bytes(part.pos)} of {human_bytes(remote.size)} received); "
+                                 f"last error: {problem}",
+                                 "check the network or proxy (or the mirror), then rerun")
+            pause = delay
+            delay = min(delay * 2, limits.max_backoff)
+        if wait is not None:  # the server said how long (Retry-After), within reason
+            pause = min(max(wait, pause if not progressed else 0.0), limits.retry_after_cap)
+        left = limits.deadline - time.monotonic()
+        if pause >= left:
+            raise _UrlFailed(f"gave up: the time limit for this file ran out ({human_bytes(part.pos)} of "
+                             f"{human_bytes(remote.size)} received); last error: {problem}",
+                             "check the network speed or the mirror, then rerun")
+        at = f", resuming at {human_bytes(part.pos)} of {human_bytes(remote.size)}" if part.pos else ""
+        budget = "" if progressed else f" (attempt {stalls} of {limits.attempts} without progress)"
+        _note(part.bar, f"{remote.filename}: {problem} — next try in {_seconds(pause)}{at}{budget}")
+        if pause:
+            time.sleep(pause)
 
 
-def _html_message(shown: str, remote: RemoteFile) -> str:
-    return (f"{shown}: got an HTML page instead of {remote.filename}: the URL probably needs a login or moved. "
-            f"Fix: open it in a browser; if it needs a login, download {remote.filename} by hand and put it "
-            f"in place, else update its URL in checks/registry.py")
+def _attempt(url: str, shown: str, remote: RemoteFile, part: _Partial, session: requests.Session,
+             limits: _Limits, validator: str | None) -> str | None:
+    """One GET: stream what it gives into ``part``; returns the validator to resume with. Raises _Retry/_UrlFailed."""
+    headers = {"Accept-Encoding": "identity", "User-Agent": USER_AGENT}  # identity: Range counts raw bytes
+    if part.pos:
+        headers["Range"] = f"bytes={part.pos}-"
+        if validator:
+            headers["If-Range"] = validator
+    with session.get(url, headers=headers, stream=True, timeout=limits.timeout) as r:
+        announced = _check_response(r, shown, remote, part)
+        if r.status_code == 200:
+            etag = r.headers.get("ETag", "")
+            validator = (etag if etag and not etag.startswith("W/") else None) or r.headers.get("Last-Modified")
+        _stream(r, shown, remote, part, limits, announced)
+    if part.pos != remote.size:  # a body that ended cleanly but short
+        raise _UrlFailed(_size_message(remote, announced or f"{part.pos:,}"), _SIZE_FIX)
+    digest = part.hexdigest()
+    if digest != remote.sha256:
+        at = part.pos
+        part.restart()
+        raise _UrlFailed(f"the sha256 of the downloaded {remote.filename} ({at:,} bytes) is {digest}, the pinned "
+                         f"sha256 is {remote.sha256}: the file changed upstream or got corrupted", _SIZE_FIX)
+    return validator
 
 
-def _size_message(shown: str, remote: RemoteFile, got: str) -> str:
-    return (f"{shown}: wrong size: got {got} bytes of {remote.filename}, the pinned size is {remote.size:,}: "
+def _reader(r: requests.Response) -> Callable[[memoryview], int]:
+    """``read(buffer) -> n``: at most one system call, every byte it got counted (0 = end of body).
+
+    Reads the socket's buffered reader directly when the body is a plain Content-Length body (no
+    copies, no per-call allocation), else urllib3's ``read1`` (chunked bodies).
+    """
+    raw = r.raw
+    hr = getattr(raw, "_fp", None)
+    fp = getattr(hr, "fp", None)
+    if isinstance(hr, http.client.HTTPResponse) and not hr.chunked and hasattr(fp, "readinto1") \
+            and getattr(raw, "_fp_bytes_read", 0) == 0:
+        def read(mv: memoryview) -> int:
+            if hr.fp is None:
+                return 0
+            if hr.length is not None and hr.length < len(mv):
+                mv = mv[:hr.length]
+            if not len(mv):
+                return 0
+            n = hr.fp.readinto1(mv)
+            if hr.length is not None:
+                if not n:  # the connection ended before the announced length: a drop, not the end
+                    raise http.client.IncompleteRead(b"", hr.length)
+                hr.length -= n  # keep http.client's count, as its own read1 does
+            return n
+        return read
+
+    def read_via_urllib3(mv: memoryview) -> int:
+        data = raw.read1(len(mv), decode_content=False)
+        mv[:len(data)] = data
+        return len(data)
+    return read_via_urllib3
+
+
+def _stream(r: requests.Response, shown: str, remote: RemoteFile, part: _Partial, limits: _Limits,
+            announced: str | None) -> None:
+    """Receive the body into ``part`` until the pinned size, the end of the body, an error or a stall."""
+    read = _reader(r)
+    mark_pos, mark_t = part.pos, time.monotonic()  # progress: STALL_MIN_BYTES more since the mark
+    while part.pos < remote.size:
+        waited = time.monotonic()
+        buf = part.take()
+        mark_t += time.monotonic() - waited  # waiting for the hasher is not the server's stall
+        mv = memoryview(buf)
+        n, end, t_commit = 0, False, time.monotonic()
+        want = min(len(mv), remote.size - part.pos)
+        first = part.pos == 0
+        try:
+            while n < want:
+                try:
+                    k = read(mv[n:want])
+                except (OSError, urllib3.exceptions.HTTPError, http.client.HTTPException) as e:
+                    raise _Retry(_describe(e, limits.timeout)) from None
+                if not k:
+                    end = True
+                    break
+                n += k
+                now = time.monotonic()
+                if part.pos + n - mark_pos >= min(STALL_MIN_BYTES, remote.size - mark_pos):
+                    mark_pos, mark_t = part.pos + n, now
+                elif now - mark_t >= limits.stall:
+                    raise _Retry(f"stalled: less than {human_bytes(STALL_MIN_BYTES)} in "
+                                 f"{_seconds(limits.stall)} ({human_bytes(part.pos + n - mark_pos)})")
+                if now > limits.deadline:
+                    raise _UrlFailed(f"gave up: the time limit for this file ran out ({human_bytes(part.pos + n)} "
+                                     f"of {human_bytes(remote.size)} received)",
+                                     "check the network speed or the mirror, then rerun")
+                if now - t_commit >= COMMIT_EVERY:
+                    break
+        finally:
+            if first and n and not _expects_html(remote.filename) and _looks_like_html(mv[:n]):
+                part.give_back(buf)
+                raise _UrlFailed(*_html_message(remote))
+            part.commit(buf, n)
+        if first and n and announced is not None:
+            raise _UrlFailed(_size_message(remote, announced), _SIZE_FIX)
+        if end:
+            return
+    if r.headers.get("Content-Length") is None:  # no announced length: is there more than the pinned size?
+        try:
+            extra = r.raw.read1(1, decode_content=False)
+        except (OSError, urllib3.exceptions.HTTPError, http.client.HTTPException):
+            extra = b""
+        if extra:
+            raise _UrlFailed(_size_message(remote, f"more than {remote.size:,}"), _SIZE_FIX)
+
+
+_SIZE_FIX = "if the file really changed upstream, its pin in core/registry.py needs updating; else try a mirror"
+
+
+def _html_message(remote: RemoteFile) -> tuple[str, str]:
+    return (f"got an HTML page instead of {remote.filename}: the URL probably needs a login or moved",
+            f"open the URL in a browser; if it needs a login, download {remote.filename} by hand and put it "
+            f"in place, else update its URL in core/registry.py")
+
+
+def _size_message(remote: RemoteFile, got: str) -> str:
+    return (f"wrong size: got {got} bytes of {remote.filename}, the pinned size is {remote.size:,}: "
             f"the file changed upstream or the URL serves something else")
 
 
@@ -409,28 +808,29 @@ def _check_response(r: requests.Response, shown: str, remote: RemoteFile, part: 
     """Classify the answer; returns the announced length of a wrong-size 200 (reported after an HTML sniff)."""
     code = r.status_code
     if code in (401, 403):
-        raise _UrlFailed(f"{shown}: HTTP {code} {r.reason}: the server wants a login or refuses this client. "
-                         f"Fix: download {remote.filename} by hand (logged in) and put it in place, "
-                         f"or set {MIRROR_ENV} to a mirror that has it")
+        raise _UrlFailed(f"HTTP {code} {r.reason}: the server wants a login or refuses this client",
+                         f"download {remote.filename} by hand (logged in) and put it in place")
     if code in (404, 410):
-        raise _UrlFailed(f"{shown}: HTTP {code} {r.reason}: {remote.filename} is not there (moved or removed). "
-                         f"Fix: find its new URL and update checks/registry.py, or set {MIRROR_ENV}")
+        raise _UrlFailed(f"HTTP {code} {r.reason}: {remote.filename} is not there (moved or removed)",
+                         "find its new URL and update core/registry.py")
     if code == 416 and part.pos:
         at = part.pos
         part.restart()  # our partial file is not a prefix of what the server has
         raise _Retry(f"HTTP 416 for a resume at byte {at:,}: starting over")
     if code == 429 or code >= 500:
-        raise _Retry(f"HTTP {code} {r.reason}")
+        wait = parse_retry_after(r.headers.get("Retry-After")) if code in (429, 503) else None
+        asked = f", Retry-After {r.headers.get('Retry-After')}" if wait is not None else ""
+        raise _Retry(f"HTTP {code} {r.reason}{asked}", wait)
     if code not in (200, 206):
-        raise _UrlFailed(f"{shown}: unexpected HTTP {code} {r.reason}")
+        raise _UrlFailed(f"unexpected HTTP {code} {r.reason}")
     content_type = r.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if content_type == "text/html" and not _expects_html(remote.filename):
-        raise _UrlFailed(_html_message(shown, remote))
+        raise _UrlFailed(*_html_message(remote))
     if code == 200:
         if part.pos:  # the server ignored Range: start over
             part.restart()
         length = r.headers.get("Content-Length")
-        return f"{int(length):,}" if length is not None and int(length) != remote.size else None
+        return f"{int(length):,}" if length is not None and length.isdigit() and int(length) != remote.size else None
     # 206: it must continue exactly where our partial file ends, for a file of the pinned size.
     parsed = _parse_content_range(r.headers.get("Content-Range"))
     if parsed is None or parsed[0] != part.pos:
@@ -438,5 +838,5 @@ def _check_response(r: requests.Response, shown: str, remote: RemoteFile, part: 
         part.restart()
         raise _Retry(f"unusable Content-Range {r.headers.get('Content-Range')!r} for a resume at byte {at:,}")
     if parsed[1] is not None and parsed[1] != remote.size:
-        raise _UrlFailed(_size_message(shown, remote, f"{parsed[1]:,} (Content-Range)"))
+        raise _UrlFailed(_size_message(remote, f"{parsed[1]:,} (Content-Range)"), _SIZE_FIX)
     return None

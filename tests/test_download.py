@@ -196,7 +196,7 @@ def test_resumes_with_range_after_a_dropped_connection(served, tmp_path: Path, p
     assert (tmp_path / "blob.bin").read_bytes() == payload
     first, second = gets(server, path)
     assert (first.range, first.status) == (None, 200)
-    assert second.status == 206 and second.range == f"bytes={5 * CHUNK}-"  # whole chunks kept, then resumed
+    assert second.status == 206 and second.range == f"bytes={5 * CHUNK + 1000}-"  # every byte kept, then resumed
     assert result.bytes_downloaded == len(payload)  # nothing downloaded twice
 
 
@@ -215,7 +215,7 @@ def test_server_ignoring_range_restarts_from_zero(served, tmp_path: Path, payloa
     assert (tmp_path / "blob.bin").read_bytes() == payload
     second = gets(server, path)[1]
     assert second.range is not None and second.status == 200
-    assert result.bytes_downloaded == 5 * CHUNK + len(payload)
+    assert result.bytes_downloaded == 5 * CHUNK + 1000 + len(payload)
 
 
 def test_content_range_not_matching_the_resume_point_restarts(served, tmp_path: Path, payload: bytes) -> None:
@@ -374,6 +374,9 @@ class RecordingBar:
     def reset(self, pos: int) -> None:
         self.events.append(("reset", pos))
 
+    def note(self, line: str) -> None:
+        self.events.append(("note", line))
+
     def close(self, message: str) -> None:
         self.events.append(("close", message))
 
@@ -387,14 +390,14 @@ def test_progress_sink_is_injectable(served, tmp_path: Path, payload: bytes) -> 
     assert ("reset", 0) in events
     after_reset = events[events.index(("reset", 0)) + 1:]
     assert sum(e[1] for e in after_reset if e[0] == "update") == len(payload)
-    assert events[-1][0] == "close" and events[-1][1].startswith("fetched blob.bin (1.0 MB in ")
+    assert events[-1][0] == "close" and events[-1][1].startswith("fetched blob.bin (976.6 KiB in ")
 
 
 def test_without_a_terminal_one_line_per_artifact(served, tmp_path: Path, capsys) -> None:
     server, remote, path = served
     fetch_file(remote, tmp_path, **{**FAST, "progress": "auto"})
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("fetched blob.bin (1.0 MB in ")
+    assert err.count("\n") == 1 and err.startswith("fetched blob.bin (976.6 KiB in ")
 
 
 # --- the real pins against the reference files -----------------------------------------------
@@ -442,3 +445,277 @@ def test_fake_server_speaks_head_and_ranges(tmp_path: Path) -> None:
         assert requests.get(f"{server.url}/h.org/../etc/passwd").status_code == 404
         assert [(r.method, r.range, r.status) for r in server.requests()][:2] == [("HEAD", None, 200),
                                                                                  ("GET", "bytes=10-19", 206)]
+
+
+# --- issue 9: every byte counts (defect 1) ---------------------------------------------------
+def test_small_file_dropped_repeatedly_resumes_from_every_byte_received(http_mirror, tmp_path: Path) -> None:
+    """The issue's case: 500,000 bytes, cut at 400,000 (five times); the default buffer is bigger than the file."""
+    data = os.urandom(500_000)
+    path = http_mirror.serve_url(URL, data)
+    http_mirror.fault(path, drop_after=400_000, drop_times=5)
+    result = fetch_file(pinned(data), tmp_path, attempts=5, backoff=0.001, progress=None)
+    assert (tmp_path / "blob.bin").read_bytes() == data
+    assert [r.range for r in gets(http_mirror, path)] == [None, "bytes=400000-"]
+    assert result.bytes_downloaded == len(data)
+
+
+def test_every_response_cut_still_completes_while_each_one_adds_bytes(http_mirror, tmp_path: Path) -> None:
+    data = os.urandom(500_000)
+    path = http_mirror.serve_url(URL, data)
+    http_mirror.fault(path, drop_after=100_000, drop_times=None)  # every response cut after 100,000 bytes
+    fetch_file(pinned(data), tmp_path, attempts=2, backoff=0.001, progress=None)  # progress resets the budget
+    assert (tmp_path / "blob.bin").read_bytes() == data
+    assert [r.range for r in gets(http_mirror, path)] == [None] + [f"bytes={n}-" for n in range(100_000, 500_000,
+                                                                                                 100_000)]
+
+
+@pytest.mark.parametrize("drop", [None, 120_000], ids=["whole", "dropped"])
+def test_chunked_body_is_received_and_resumed(served, tmp_path: Path, payload: bytes, drop) -> None:
+    server, remote, path = served
+    server.fault(path, chunked=True, drop_after=drop)
+    fetch_file(remote, tmp_path, **FAST)
+    assert (tmp_path / "blob.bin").read_bytes() == payload
+    assert [r.range for r in gets(server, path)] == ([None] if drop is None else [None, f"bytes={drop}-"])
+
+
+def test_chunked_body_longer_than_the_pin_is_refused(http_mirror, tmp_path: Path, payload: bytes) -> None:
+    path = http_mirror.serve_url(URL, payload + b"more")
+    http_mirror.fault(path, chunked=True)
+    with pytest.raises(DownloadError, match="wrong size: got more than 1,000,000 bytes"):
+        fetch_file(pinned(payload), tmp_path, **FAST)
+    assert leftovers(tmp_path) == []
+
+
+# --- issue 9: the stall limit and the retry line (defect 2) ----------------------------------
+def retry_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if "next try in" in line]
+
+
+def test_a_dripping_server_ends_the_attempt_after_the_stall_limit(http_mirror, tmp_path: Path, capsys) -> None:
+    data = os.urandom(200_000)
+    path = http_mirror.serve_url(URL, data)
+    http_mirror.fault(path, drip_after=50_000, drip_interval=0.2, drip_times=1)  # then 1 byte per 0.2 s
+    t0 = time.monotonic()
+    fetch_file(pinned(data), tmp_path, stall_seconds=1, backoff=0.001, progress="auto")
+    assert time.monotonic() - t0 < 30  # the drip alone would take 8 hours
+    assert (tmp_path / "blob.bin").read_bytes() == data
+    first, second = gets(http_mirror, path)
+    assert second.range is not None and int(second.range[6:-1]) >= 50_000  # what was received is kept
+    err = capsys.readouterr().err
+    lines = retry_lines(err)
+    assert len(lines) == 1, err
+    assert lines[0].startswith("blob.bin: stalled: less than 16.0 KiB in 1.0 s") and "resuming at 48.8 KiB" in lines[0]
+    assert err.count("\n") == 2 and "fetched blob.bin (195.3 KiB in" in err  # the retry line and the summary
+
+
+def test_a_server_that_only_drips_gives_up_within_bounds(http_mirror, tmp_path: Path, capsys) -> None:
+    data = os.urandom(100_000)
+    path = http_mirror.serve_url(URL, data)
+    http_mirror.fault(path, drip_after=0, drip_interval=0.1)  # every response: 1 byte per 0.1 s
+    t0 = time.monotonic()
+    with pytest.raises(DownloadError) as err:
+        fetch_file(pinned(data), tmp_path, stall_seconds=0.5, attempts=3, backoff=0.001, progress="auto")
+    assert time.monotonic() - t0 < 30
+    assert "gave up after 3 attempts in a row without progress" in str(err.value)  # a drip is not progress
+    assert "last error: stalled: less than 16.0 KiB in 0.5 s" in str(err.value)
+    assert len(gets(http_mirror, path)) == 3
+    assert len(retry_lines(capsys.readouterr().err)) == 2  # one line per retry, none for the final failure
+    assert leftovers(tmp_path) == []
+
+
+def test_whole_fetch_is_bounded_by_max_seconds(http_mirror, tmp_path: Path) -> None:
+    data = os.urandom(1_000_000)
+    path = http_mirror.serve_url(URL, data)
+    http_mirror.fault(path, delay=0.3)  # 256 KiB per 0.3 s: slow but never stalled
+    with pytest.raises(DownloadError, match="the time limit for this file ran out"):
+        fetch_file(pinned(data), tmp_path, max_seconds=0.5, **FAST)
+    assert len(gets(http_mirror, path)) == 1 and leftovers(tmp_path) == []
+
+
+def test_stall_seconds_option_env_and_errors(monkeypatch) -> None:
+    from core.options import OPTIONS, OptionError, resolve
+    from fetchers.download import default_stall_seconds
+
+    opt = OPTIONS["stall-seconds"]
+    assert (opt.flag, opt.env, opt.ini, opt.default) == ("--stall-seconds", "PREFLIGHT_STALL_SECONDS",
+                                                        "preflight_stall_seconds", 60.0)
+    assert resolve(opt, "2.5", {}).value == 2.5
+    assert resolve(opt, None, {}, ini="7").value == 7.0
+    for bad in ("0", "-1", "abc", "inf", ""):
+        if bad:
+            with pytest.raises(OptionError, match=r"invalid value .* for --stall-seconds \(from command line"
+                                                  r".*expected a positive number of seconds"):
+                resolve(opt, bad, {})
+    monkeypatch.delenv("PREFLIGHT_STALL_SECONDS", raising=False)
+    assert default_stall_seconds() == 60.0
+    monkeypatch.setenv("PREFLIGHT_STALL_SECONDS", "3")
+    assert default_stall_seconds() == 3.0
+    monkeypatch.setenv("PREFLIGHT_STALL_SECONDS", "soon")
+    with pytest.raises(DownloadError) as err:
+        default_stall_seconds()
+    assert "environment variable PREFLIGHT_STALL_SECONDS" in str(err.value) and "Fix: set" in str(err.value)
+
+
+# --- issue 9: Retry-After (defect 3) ---------------------------------------------------------
+@pytest.mark.parametrize("status", [429, 503])
+@pytest.mark.parametrize("form", ["seconds", "http-date"])
+def test_retry_after_is_honoured(served, tmp_path: Path, payload: bytes, capsys, status: int, form: str) -> None:
+    import email.utils
+
+    server, remote, path = served
+    header = "1" if form == "seconds" else email.utils.formatdate(time.time() + 3, usegmt=True)  # 1 s resolution
+    server.fault(path, status=status, status_times=1, retry_after=header)
+    t0 = time.monotonic()
+    fetch_file(remote, tmp_path, **{**FAST, "progress": "auto"})  # the backoff alone would wait 1 ms
+    waited = time.monotonic() - t0
+    assert waited >= 1.0
+    assert waited < 60
+    assert [r.status for r in gets(server, path)] == [status, 200]
+    (line,) = retry_lines(capsys.readouterr().err)
+    assert f"HTTP {status}" in line and f"Retry-After {header}" in line
+
+
+def test_retry_after_is_capped(served, tmp_path: Path, capsys) -> None:
+    server, remote, path = served
+    server.fault(path, status=503, status_times=1, retry_after="3600")
+    t0 = time.monotonic()
+    fetch_file(remote, tmp_path, retry_after_cap=0.5, **{**FAST, "progress": "auto"})
+    assert 0.5 <= time.monotonic() - t0 < 60
+    (line,) = retry_lines(capsys.readouterr().err)
+    assert "next try in 0.5 s" in line
+
+
+def test_unparsable_retry_after_falls_back_to_the_backoff(served, tmp_path: Path) -> None:
+    from fetchers.download import parse_retry_after
+
+    assert parse_retry_after("120") == 120.0
+    assert parse_retry_after("soon") is None and parse_retry_after("") is None and parse_retry_after(None) is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past: at once
+    server, remote, path = served
+    server.fault(path, status=503, status_times=1, retry_after="soon")
+    fetch_file(remote, tmp_path, **FAST)
+    assert [r.status for r in gets(server, path)] == [503, 200]
+
+
+# --- issue 9: a symlink at the destination is user data (defect 7) ---------------------------
+def test_dangling_symlink_at_the_destination_is_left_and_reported(served, tmp_path: Path) -> None:
+    server, remote, path = served
+    target = tmp_path / "elsewhere" / "blob.bin"
+    (tmp_path / "blob.bin").symlink_to(target)
+    with pytest.raises(ExistingFileDiffers) as err:
+        fetch_file(remote, tmp_path, **FAST)
+    msg = str(err.value)
+    assert f"is a symlink to {target}, which does not exist" in msg and "nothing was downloaded" in msg
+    assert f"Fix: if {target} should hold blob.bin, put the file there; otherwise move the link aside" in msg
+    assert os.readlink(tmp_path / "blob.bin") == str(target) and not target.exists()
+    assert gets(server, path) == []
+
+
+def test_live_symlink_to_another_file_is_left_and_reported(served, tmp_path: Path) -> None:
+    server, remote, path = served
+    target = tmp_path / "mine.bin"
+    target.write_bytes(b"my own data")
+    (tmp_path / "dest").mkdir()
+    (tmp_path / "dest" / "blob.bin").symlink_to(target)
+    with pytest.raises(ExistingFileDiffers) as err:
+        fetch_file(remote, tmp_path / "dest", **FAST)
+    assert f"({'a symlink to ' + str(target)}) already exists but is not the pinned blob.bin" in str(err.value)
+    assert os.readlink(tmp_path / "dest" / "blob.bin") == str(target) and target.read_bytes() == b"my own data"
+    assert gets(server, path) == []
+
+
+def test_live_symlink_to_the_pinned_file_counts_as_present(served, tmp_path: Path, payload: bytes) -> None:
+    server, remote, path = served
+    target = tmp_path / "shared.bin"
+    target.write_bytes(payload)
+    (tmp_path / "dest").mkdir()
+    (tmp_path / "dest" / "blob.bin").symlink_to(target)
+    assert fetch_file(remote, tmp_path / "dest", **FAST).already_present
+    assert os.readlink(tmp_path / "dest" / "blob.bin") == str(target)
+    assert gets(server, path) == []
+
+
+def test_symlink_appearing_during_the_download_is_not_replaced(served, tmp_path: Path) -> None:
+    server, remote, path = served
+    server.fault(path, delay=0.2)  # about a second for the whole body
+    planted = tmp_path / "nowhere"
+
+    def plant() -> None:
+        deadline = time.monotonic() + 20
+        while not any(p.stat().st_size for p in tmp_path.glob(".blob.bin.*.part")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (tmp_path / "blob.bin").symlink_to(planted)
+
+    t = threading.Thread(target=plant)
+    t.start()
+    with pytest.raises(ExistingFileDiffers, match="a dangling link"):
+        fetch_file(remote, tmp_path, **FAST)
+    t.join(30)
+    assert os.readlink(tmp_path / "blob.bin") == str(planted)
+    assert leftovers(tmp_path) == ["blob.bin"]  # the link; no temp file
+
+
+def test_dangling_symlink_as_the_destination_folder_is_reported(served, tmp_path: Path) -> None:
+    server, remote, path = served
+    (tmp_path / "meta").symlink_to(tmp_path / "gone")
+    with pytest.raises(DownloadError) as err:
+        fetch_file(remote, tmp_path / "meta", **FAST)
+    assert "dangling symlink" in str(err.value) and "Fix: move it aside" in str(err.value)
+    assert os.readlink(tmp_path / "meta") == str(tmp_path / "gone")
+
+
+# --- issue 9: one message per failure, IEC units (defect 9, the download half) ---------------
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed when the with ends: nothing listens there
+
+
+SOUP = ("Max retries exceeded", "HTTPConnectionPool", "Caused by", "urllib3", "object at 0x", "Errno", "see above")
+
+
+def test_connection_refused_is_one_clean_message(monkeypatch, tmp_path: Path, capsys) -> None:
+    monkeypatch.setenv("PREFLIGHT_MIRROR", f"http://127.0.0.1:{_closed_port()}")
+    with pytest.raises(DownloadError) as err:
+        fetch_file(pinned(b"x" * 35_363), tmp_path, attempts=3, backoff=0.001, progress="auto")
+    msg = str(err.value)
+    assert not [s for s in SOUP if s in msg], msg
+    assert "\n" not in msg and msg.count("Fix:") == 1 and msg.count("connection refused") == 1
+    assert msg.startswith("could not download blob.bin (34.5 KiB) from http://127.0.0.1:")
+    assert "gave up after 3 attempts in a row without progress (0 B of 34.5 KiB received)" in msg
+    assert err.value.fix.startswith("check the network or proxy")
+    err_text = capsys.readouterr().err
+    lines = retry_lines(err_text)
+    assert len(lines) == 2 and err_text.count("\n") == 2, err_text
+    assert not [s for s in SOUP if s in err_text] and "blob.bin: connection refused" in lines[0]
+
+
+def test_failure_on_every_mirror_is_one_message_naming_each(http_mirror, tmp_path: Path, payload: bytes) -> None:
+    urls = ("https://a.example.org/blob.bin", "https://b.example.org/blob.bin")
+    http_mirror.serve_url(urls[1], payload)
+    http_mirror.fault(http_mirror.mirror_path(urls[1]), status=403, status_times=None)
+    with pytest.raises(DownloadError) as err:
+        fetch_file(pinned(payload, *urls), tmp_path, **FAST)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.count("Fix:") == 1
+    assert "from any of its 2 URLs" in msg and "a.example.org/blob.bin: HTTP 404" in msg
+    assert "b.example.org/blob.bin: HTTP 403" in msg
+    assert "find its new URL" in err.value.fix and "by hand (logged in)" in err.value.fix
+
+
+def test_messages_use_iec_units(served, tmp_path: Path) -> None:
+    server, remote, path = served
+    with pytest.raises(NotEnoughSpace) as err:
+        fetch_file(remote, tmp_path, required_bytes=10**18, **FAST)
+    assert " GiB" in str(err.value) and " MB" not in str(err.value) and " GB" not in str(err.value)
+    events: list = []
+    small = os.urandom(35_363)
+    server.serve_url("https://files.example.org/small.json", small)
+    server.fault("/files.example.org/small.json", drop_after=20_000)
+    fetch_file(pinned(small, "https://files.example.org/small.json", name="small.json"), tmp_path,
+               **{**FAST, "progress": lambda *a: RecordingBar(events, *a)})
+    notes = [e[1] for e in events if e[0] == "note"]
+    assert len(notes) == 1 and "resuming at 19.5 KiB of 34.5 KiB" in notes[0], notes
+    assert events[-1][1].startswith("fetched small.json (34.5 KiB in ")

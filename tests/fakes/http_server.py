@@ -52,9 +52,14 @@ class Fault:
     wrong_size: int | None = None  # serve a body of this length (truncated or padded), honestly labelled
     status: int | None = None  # answer this status (404, 403, 503, ...) instead of the file
     status_times: int | None = None
+    retry_after: str | None = None  # a Retry-After header (seconds or an HTTP date) on the forced status
+    drip_after: int | None = None  # after this many body bytes, send one byte per drip_interval (a stalling server)
+    drip_interval: float = 0.2
+    drip_times: int | None = None
+    chunked: bool = False  # send the body with Transfer-Encoding: chunked (no Content-Length)
     delay: float = 0.0  # seconds to sleep before each chunk of body (slow server)
     body: bytes | None = None  # serve these bytes instead (e.g. corrupted content of the right size)
-    hits: dict[str, int] = field(default_factory=lambda: {"drop": 0, "status": 0})
+    hits: dict[str, int] = field(default_factory=lambda: {"drop": 0, "status": 0, "drip": 0})
 
     def _take(self, kind: str, times: int | None) -> bool:
         if times is not None and self.hits[kind] >= times:
@@ -179,9 +184,13 @@ class _Handler(BaseHTTPRequestHandler):
             drop = fault.drop_after if fault and fault.drop_after is not None and not head else None
             if drop is not None and not fault._take("drop", fault.drop_times):
                 drop = None
+            drip = fault.drip_after if fault and fault.drip_after is not None and not head and not forced else None
+            if drip is not None and not fault._take("drip", fault.drip_times):
+                drip = None
         if forced_status:
             phrase = HTTPStatus(forced_status).phrase
-            return self._simple(forced_status, f"{forced_status} {phrase}\n".encode(), head=head)
+            extra = {"Retry-After": fault.retry_after} if fault.retry_after is not None else None
+            return self._simple(forced_status, f"{forced_status} {phrase}\n".encode(), head=head, extra=extra)
         if content is None:
             return self._simple(404, b"404 Not Found\n", head=head)
         if fault and fault.html:
@@ -213,7 +222,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._record(status)
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(end - start + 1))
+        if fault and fault.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(end - start + 1))
         self.send_header("Accept-Ranges", "bytes")
         self.send_header("ETag", etag)
         self.send_header("Last-Modified", email.utils.formatdate(mtime, usegmt=True))
@@ -222,10 +234,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if head:
             return
-        self._send_body(data, start, end + 1, drop, fault.delay if fault else 0.0)
+        if fault and fault.chunked:
+            return self._send_chunked(data, start, end + 1, drop)
+        self._send_body(data, start, end + 1, drop, fault.delay if fault else 0.0,
+                        drip, fault.drip_interval if fault else 0.0)
 
-    def _send_body(self, data: bytes | Path, start: int, stop: int, drop: int | None, delay: float) -> None:
+    def _send_body(self, data: bytes | Path, start: int, stop: int, drop: int | None, delay: float,
+                   drip: int | None = None, drip_interval: float = 0.0) -> None:
         limit = stop if drop is None else min(stop, start + drop)
+        if drip is not None:  # a stalling server: the first `drip` bytes at once, then one byte at a time
+            raw = data.read_bytes() if isinstance(data, Path) else data
+            try:
+                self.wfile.write(raw[start:min(limit, start + drip)])
+                for pos in range(start + drip, limit):
+                    time.sleep(drip_interval)
+                    self.wfile.write(raw[pos:pos + 1])
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
+            return
         try:
             if isinstance(data, Path):
                 with open(data, "rb") as f:
@@ -251,6 +277,22 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         if limit < stop:  # planted drop: cut the connection mid-body
+            cut_connection(self)
+
+
+    def _send_chunked(self, data: bytes | Path, start: int, stop: int, drop: int | None) -> None:
+        raw = data.read_bytes() if isinstance(data, Path) else data
+        limit = stop if drop is None else min(stop, start + drop)
+        try:
+            for pos in range(start, limit, 50_000):
+                piece = raw[pos:min(pos + 50_000, limit)]
+                self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            if limit == stop:
+                self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+            return
+        if limit < stop:
             cut_connection(self)
 
 
