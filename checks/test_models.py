@@ -1,10 +1,11 @@
-"""The four models: fully cached, load offline with the right classes, sane embeddings on --device."""
+"""The four models: fully cached, the published weights, load offline with the right classes, sane embeddings."""
 
 import pytest
 
 from checks import models
-from checks.plugin import for_assets
-from core.hf_cache import cache_report
+from checks.verbs import expect_none, for_assets
+from core.findings import Status
+from core.hf_cache import cache_report, weights_identity
 from core.registry import ASSETS
 
 MODELS = for_assets(*(name for name, a in ASSETS.items() if a.kind == "model"))
@@ -15,16 +16,19 @@ def cache(asset):
     asset.needs_present()
     report = cache_report(asset.facts, asset.world.hf_cache)
     asset.record_size(report.bytes)
+    # Provenance on every model row, whichever of its checks run: the snapshot's commit and the weights' digest.
+    identity = weights_identity(asset.facts, asset.world.hf_cache)
+    asset.record_field("revision", identity.revision)
+    asset.record_field("weights_sha256", identity.weights_sha256)
+    asset.info(identity.summary())
     return report
 
 
 def load(asset, cache, checkup):
     """The model, loaded once per process; a model whose cache is incomplete is not loaded at all."""
     if not cache.complete:
-        pytest.skip(f"not-checked: loading {asset.name} needs a complete cache (see test_cache_complete)")
-    return models.load_model(asset.facts, asset.world.hf_cache, checkup.device, asset.world.open_clip_config_dir)
-
-
+        asset.skip(Status.NOT_CHECKED, f"loading {asset.name} needs a complete cache (see test_cache_complete)")
+    return models.load_model(asset.facts, asset.world.hf_cache, checkup.load_device, asset.world.open_clip_config_dir)
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -34,9 +38,21 @@ def test_present(asset, model):
 
 @pytest.mark.parametrize("model", MODELS)
 def test_cache_complete(cache, model):
-    problems = cache.problems()
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
+    expect_none(cache.findings())
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_published_weights(asset, cache, model):
+    """refs/main's weight file is the published one, by its blob's name and size: no torch, no hashing (--deep hashes)."""
+    identity = weights_identity(asset.facts, asset.world.hf_cache)
+    broken = dict(cache.broken)
+    if identity.status == "absent" or identity.weights_file in broken:
+        asset.skip(Status.NOT_CHECKED, f"{asset.name}'s weight file is missing or broken in refs/main's snapshot "
+                   "(see test_cache_complete)")
+    if identity.note:
+        asset.warn(identity.note)
+    if identity.problem:
+        asset.fail(identity.problem, identity.fix)
 
 
 @pytest.mark.model
@@ -45,12 +61,8 @@ def test_loads_offline_with_the_right_classes(asset, cache, checkup, model, gpu_
     try:
         loaded = load(asset, cache, checkup)
     except models.ModelLoadError as e:
-        error = str(e)
-    else:
-        error = None
-    if error:
-        pytest.fail(error, pytrace=False)
-    asset.note_info(f"loaded offline in {loaded.load_seconds:.2f} s, {loaded.param_bytes / 2**20:,.1f} MiB of "
+        asset.fail(e.problem, e.fix)
+    asset.info(f"loaded offline on {loaded.device} in {loaded.load_seconds:.2f} s, {loaded.param_bytes / 2**20:,.1f} MiB of "
                     f"weights ({', '.join(f'{k} {v}' for k, v in loaded.classes.items())})")
 
 
@@ -61,21 +73,18 @@ def test_forward_pass(asset, cache, checkup, model, gpu_ready):
     try:
         loaded = load(asset, cache, checkup)
     except models.ModelLoadError:
-        pytest.skip(f"not-checked: {asset.name} did not load (see test_loads_offline_with_the_right_classes)")
+        asset.skip(Status.NOT_CHECKED, f"{asset.name} did not load (see test_loads_offline_with_the_right_classes)")
     result = models.forward_check(loaded, asset.facts)
     for note in result.notes:
-        asset.note(note)
-    if result.problems:
-        pytest.fail("\n".join(result.problems), pytrace=False)
+        asset.warn(note)
+    expect_none(result.findings)
     memory = f", peak {result.cuda_max_allocated / 2**20:,.0f} MiB on the GPU" if result.cuda_max_allocated else ""
-    asset.note_info(f"forward on {checkup.device}: dim {result.image_embed_dim}, {result.seconds * 1000:.0f} ms{memory}")
+    asset.info(f"forward on {checkup.load_device}: dim {result.image_embed_dim}, {result.seconds * 1000:.0f} ms{memory}")
 
 
 @pytest.mark.deep
 @pytest.mark.parametrize("model", MODELS)
 def test_weight_blobs_match_their_etags(deep, cache, asset, checkup, model):
     if cache.snapshot is None:
-        pytest.skip(f"not-checked: {asset.name} has no snapshot to hash")
-    problems = models.verify_blobs(cache.snapshot, asset.facts.files, checkup.verify_cache.path)
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
+        asset.skip(Status.NOT_CHECKED, f"{asset.name} has no snapshot to hash")
+    expect_none(models.blob_findings(cache.snapshot, asset.facts.files, checkup.verify_cache.path))

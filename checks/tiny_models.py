@@ -165,6 +165,13 @@ def _open_clip_config(embed: int, width: int, image: int, patch: int, text_width
     }
 
 
+def _pins(snapshot: Path, weights_file: str, data: bytes) -> dict[str, object]:
+    """The tiny model's own published weights, as the registry pins the real ones: the commit refs/main
+    names, and the weight file's name, size and sha256 (the name of its blob)."""
+    return {"revision": snapshot.name, "weights_file": weights_file, "weights_size": len(data),
+            "weights_sha256": hashlib.sha256(data).hexdigest()}
+
+
 def write_tiny_models(hf_cache: Path, open_clip_config_dir: Path) -> dict[str, ModelFacts]:
     """Write the four tiny models into ``hf_cache`` (+ open_clip configs); return their facts by asset name."""
     import torch
@@ -175,9 +182,10 @@ def write_tiny_models(hf_cache: Path, open_clip_config_dir: Path) -> dict[str, M
     for seed, (name, (hidden, image, patch)) in enumerate(TINY_SIGLIP.items()):
         real: ModelFacts = ASSETS[name].facts
         files = _siglip_files(hidden, image, patch, seed)
-        write_hf_snapshot(hf_cache, real.repo_id, files)
+        snap = write_hf_snapshot(hf_cache, real.repo_id, files)
         out[name] = ModelFacts("transformers", real.repo_id, hidden, image, SIGLIP_CONTEXT, SIGLIP2_FILES,
-                               approx_weight_bytes=len(files["model.safetensors"]))
+                               approx_weight_bytes=len(files["model.safetensors"]),
+                               **_pins(snap, "model.safetensors", files["model.safetensors"]))
     for name, dims in TINY_CLIP.items():
         real = ASSETS[name].facts
         config = json.dumps(_open_clip_config(*dims), indent=1)
@@ -191,7 +199,8 @@ def write_tiny_models(hf_cache: Path, open_clip_config_dir: Path) -> dict[str, M
                 torch.manual_seed(seed)
                 model = open_clip.create_model(real.open_clip_name, pretrained=None)
             weights = _state_dict_bytes(model)
-            write_hf_snapshot(hf_cache, real.repo_id, {"open_clip_model.safetensors": weights})
+            snap = write_hf_snapshot(hf_cache, real.repo_id, {"open_clip_model.safetensors": weights})
             out[name] = ModelFacts("open_clip", real.repo_id, embed, image, CLIP_CONTEXT, OPEN_CLIP_FILES,
-                                   open_clip_name=real.open_clip_name, approx_weight_bytes=len(weights))
+                                   open_clip_name=real.open_clip_name, approx_weight_bytes=len(weights),
+                                   **_pins(snap, "open_clip_model.safetensors", weights))
     return out

@@ -6,14 +6,18 @@ cache is, which snapshot ``refs/main`` selects, which files are there and whole.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shlex
 import struct
+import sys
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.findings import Finding
+from core.findings import Finding, Fix, human_bytes
 from core.registry import ASSETS, ModelFacts
 
 _JSON_PARSE_LIMIT = 4 << 20  # bigger JSON files (gemma's tokenizer.json: 34 MB) only get a truncation check
@@ -23,17 +27,20 @@ _SAFETENSORS_DTYPE_BYTES = {
 }
 
 
-
-
 def default_hf_cache() -> Path:
-    """The Hugging Face hub cache, resolved the way huggingface_hub resolves it (without importing it)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "huggingface" / "hub"
+    """The Hugging Face hub cache, exactly as ``huggingface_hub.constants.HF_HUB_CACHE`` computes it at import.
+
+    Same lookups in the same order, with the same expansions (huggingface_hub 2.x ``constants.py``):
+    ``HF_HUB_CACHE``, else the legacy ``HUGGINGFACE_HUB_CACHE``, else ``$HF_HOME/hub``, else
+    ``$XDG_CACHE_HOME/huggingface/hub``, else ``~/.cache/huggingface/hub``; ``~`` and ``$VAR`` expanded.
+    A variable set to the empty string counts as set, as it does there (``os.getenv`` with a default).
+    The self-test compares this with huggingface_hub itself over a matrix of environments.
+    """
+    default_home = os.path.join(os.path.expanduser("~"), ".cache")
+    hf_home = os.path.expandvars(os.path.expanduser(
+        os.getenv("HF_HOME", os.path.join(os.getenv("XDG_CACHE_HOME", default_home), "huggingface"))))
+    legacy = os.getenv("HUGGINGFACE_HUB_CACHE", os.path.join(hf_home, "hub"))
+    return Path(os.path.expandvars(os.path.expanduser(os.getenv("HF_HUB_CACHE", legacy))))
 
 
 def repo_dir(hf_cache: Path, repo_id: str) -> Path:
@@ -41,12 +48,73 @@ def repo_dir(hf_cache: Path, repo_id: str) -> Path:
     return Path(hf_cache) / ("models--" + repo_id.replace("/", "--"))
 
 
-def fix_for(repo_id: str) -> str:
-    """The command that fetches ``repo_id``, from the registry."""
-    for asset in ASSETS.values():
-        if asset.location == repo_id:
-            return asset.fix
-    return f"hf download {repo_id}"
+# --------------------------------------------------------------------------- offline mode and the fix
+
+_TRUE = {"1", "ON", "YES", "TRUE"}  # huggingface_hub.constants.ENV_VARS_TRUE_VALUES
+# HF_HUB_OFFLINE as the user's environment had it, saved while hub_offline() forces it on.
+_USERS_OFFLINE_VALUE: list[str | None] = []
+
+
+def offline_requested() -> bool:
+    """Does the user's environment put huggingface_hub in offline mode (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE)?
+
+    The same rule as ``huggingface_hub.constants.HF_HUB_OFFLINE``, on the user's values: inside
+    ``hub_offline()`` the variable the checks set themselves does not count.
+    """
+    value = _USERS_OFFLINE_VALUE[0] if _USERS_OFFLINE_VALUE else os.environ.get("HF_HUB_OFFLINE")
+    return (value or os.environ.get("TRANSFORMERS_OFFLINE") or "").upper() in _TRUE
+
+
+@contextlib.contextmanager
+def hub_offline() -> Iterator[None]:
+    """No network for the duration, whoever imported huggingface_hub first.
+
+    huggingface_hub reads HF_HUB_OFFLINE once, at the first import of ``huggingface_hub.constants``,
+    and transformers and open_clip ask ``constants.is_offline_mode()`` at call time. Setting the
+    env var alone is not enough when a fetcher imported the hub earlier in this process, and
+    leaving offline mode on for good would break ``--fetch-missing`` later in the same process;
+    so the flag is switched on here and put back afterwards. (Imports huggingface_hub when entered.)
+    """
+    env_before = os.environ.get("HF_HUB_OFFLINE")
+    imported_before = "huggingface_hub.constants" in sys.modules
+    _USERS_OFFLINE_VALUE.append(env_before)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        from huggingface_hub import constants
+
+        if imported_before:
+            flag_before = constants.HF_HUB_OFFLINE
+        else:  # it has just read our "1"; afterwards it must say what the user's environment said
+            flag_before = (env_before or os.environ.get("TRANSFORMERS_OFFLINE") or "").upper() in _TRUE
+        constants.HF_HUB_OFFLINE = True
+        try:
+            yield
+        finally:
+            constants.HF_HUB_OFFLINE = flag_before
+    finally:
+        _USERS_OFFLINE_VALUE.pop()
+        if env_before is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = env_before
+
+
+def fix_for(repo_id: str, remove: Path | None = None) -> Fix:
+    """The one fix of every model message: the registry's fetch command, runnable as printed.
+
+    The fetch re-downloads what ``refs/main`` lacks and any cached blob whose content does not match
+    its etag name (the HF cache is a cache). ``remove``: a file the fetch would trust although it
+    must go first (a plain file where huggingface_hub keeps a symlink to a blob). With
+    HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE set, huggingface_hub refuses every request, so the command
+    turns offline mode off for the fetch alone (``HF_HUB_OFFLINE=0`` also outranks TRANSFORMERS_OFFLINE).
+    """
+    asset = next((a for a in ASSETS.values() if a.location == repo_id), None)
+    commands = list(asset.fix.commands) if asset is not None else [f"hf download {shlex.quote(repo_id)}"]
+    if offline_requested():
+        commands = [f"HF_HUB_OFFLINE=0 {c}" for c in commands]
+    if remove is not None:
+        commands.insert(0, f"rm -- {shlex.quote(str(remove))}")
+    return Fix.run(*commands)
 
 
 def _label(entry: str | tuple[str, ...]) -> str:
@@ -67,22 +135,28 @@ class CacheReport:
     bytes: int = 0
     complete: bool = False
 
-    def problems(self) -> list[str]:
+    def findings(self) -> list[Finding]:
+        """What is missing or broken, each with the fix (``fix_for``)."""
         fix = fix_for(self.repo_id)
         where = str(self.snapshot or self.repo_dir)
-        out = []
         if not self.repo_dir.is_dir():
-            return [Finding(f"{self.repo_id}: not in the Hugging Face cache", where=str(self.repo_dir),
-                            fix=fix).message()]
+            return [Finding(f"{self.repo_id}: not in the Hugging Face cache", where=str(self.repo_dir), fix=fix)]
+        out = []
         if self.missing:
             out.append(Finding(f"{self.repo_id}: files missing from the Hugging Face cache", self.missing,
-                               where=where, fix=fix).message())
+                               where=where, fix=fix))
         for name, reason in self.broken:
             path = self.snapshot / name if self.snapshot else None
-            # hf_hub_download trusts a file that is there: a corrupt blob must go before re-fetching.
-            this_fix = f"rm {path.resolve()} && {fix}" if path and path.exists() else fix
-            out.append(Finding(f"{self.repo_id}: {name} is broken ({reason})", where=where, fix=this_fix).message())
+            # A blob is replaced by the fetch (its content no longer matches its etag name); a plain file
+            # where a symlink belongs has no etag to compare with, so it must go first.
+            plain = path is not None and path.is_file() and not path.is_symlink()
+            out.append(Finding(f"{self.repo_id}: {name} is broken ({reason})", where=where,
+                               fix=fix_for(self.repo_id, remove=path if plain else None)))
         return out
+
+    def problems(self) -> list[str]:
+        """``findings`` as messages (what — where — fix)."""
+        return [f.message() for f in self.findings()]
 
 
 def safetensors_problem(path: Path) -> str | None:
@@ -215,3 +289,115 @@ def cache_report(facts: ModelFacts, hf_cache: Path, check_files: bool = True) ->
     return report
 
 
+
+
+# --------------------------------------------------------------------------- identity of the weights
+
+
+@dataclass(frozen=True)
+class WeightsIdentity:
+    """Which weights ``refs/main`` makes the library load, named by the cache itself (no byte is read).
+
+    ``status``: "published" (the blob is named by the pinned sha256 and has the pinned size),
+    "other" (a different blob, or the right name with the wrong size), "unverified" (nothing to compare:
+    a file without a published digest, a plain file instead of a symlink, no pin), or "absent" (no
+    snapshot or no weight file: ``cache_report``'s business).
+    """
+
+    repo_id: str
+    status: str
+    snapshot: Path | None = None
+    revision: str | None = None  # the commit refs/main names
+    weights_file: str | None = None  # the file of the snapshot the library loads
+    weights_sha256: str | None = None  # the blob name of that file (its sha256, for an LFS file)
+    size: int | None = None
+    problem: str | None = None  # what is wrong — where (unless published or absent); the fix is ``fix``
+    fix: Fix | None = None
+    note: str | None = None  # published weights at another revision than the pinned one
+
+    @property
+    def published(self) -> bool:
+        return self.status == "published"
+
+    def message(self) -> str | None:
+        """The whole failure message: what — where — fix."""
+        if self.problem is None:
+            return None
+        return f"{self.problem} — fix: {self.fix}" if self.fix else self.problem
+
+    def summary(self) -> str:
+        """One line of provenance for the readiness table."""
+        if self.weights_file is None:
+            return f"revision {_short(self.revision)}" if self.revision else "no snapshot"
+        digest = _short(self.weights_sha256) if self.weights_sha256 else "(no blob digest)"
+        size = f" ({human_bytes(self.size)})" if self.size is not None else ""
+        verdict = {"published": "the published weights", "other": "NOT the published weights",
+                   "unverified": "unverified"}.get(self.status, self.status)
+        return f"revision {_short(self.revision)}, {self.weights_file} {digest}{size}: {verdict}"
+
+
+def _short(digest: str | None) -> str:
+    return f"{digest[:12]}…" if digest else "?"
+
+
+def _is_sha256(name: str) -> bool:
+    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
+
+
+def weights_identity(facts: ModelFacts, hf_cache: Path) -> WeightsIdentity:
+    """Is the weight file ``refs/main`` selects the published one? By the blob's name and size: no hashing.
+
+    huggingface_hub stores an LFS file as ``blobs/<sha256>`` and links ``snapshots/<rev>/<file>`` to it;
+    after a download it has checked the size, and ``--deep`` (``verify_blobs``) hashes the blob to prove
+    that the content matches the name. Pure: reads one ref, one symlink and one ``stat``.
+    """
+    repo = facts.repo_id
+    rdir = repo_dir(hf_cache, repo)
+    snap, _ = _read_ref(rdir)
+    if snap is None:
+        return WeightsIdentity(repo, "absent")
+    revision = snap.name
+    base = dict(repo_id=repo, snapshot=snap, revision=revision)
+    fix = fix_for(repo)
+    if not (facts.weights_file and facts.weights_sha256 and facts.weights_size):
+        return WeightsIdentity(**base, status="unverified", fix=Fix("add the published revision, weight file, size "
+                                                                    "and sha256 of this model to core/registry.py"),
+                               problem=f"unverified: {repo}: the registry pins no published weights for it "
+                                       f"— in {snap}")
+    entry = next((e for e in facts.files
+                  if facts.weights_file == e or (isinstance(e, tuple) and facts.weights_file in e)), facts.weights_file)
+    alternatives = (entry,) if isinstance(entry, str) else entry
+    chosen = next((a for a in alternatives if (snap / a).exists()), None)  # what the library will load
+    if chosen is None:
+        return WeightsIdentity(**base, status="absent")
+    link = snap / chosen
+    if not link.is_symlink():
+        size = link.stat().st_size
+        fix = fix_for(repo, remove=link)
+        return WeightsIdentity(**base, status="unverified", weights_file=chosen, size=size, fix=fix, problem=Finding(
+            f"unverified: {repo}: {chosen} is a plain file ({size:,} B), not a symlink to a blob named by its "
+            "sha256, so it cannot be identified without hashing (a cache written without symlinks)",
+            where=str(snap)).problem())
+    blob = link.resolve()
+    found, size = blob.name, blob.stat().st_size
+    digest = found if _is_sha256(found) else None
+    ident = dict(base, weights_file=chosen, weights_sha256=digest, size=size, fix=fix)
+    published = f"published {_short(facts.weights_sha256)} ({facts.weights_size:,} B)"
+    if chosen != facts.weights_file:
+        return WeightsIdentity(**ident, status="unverified", problem=Finding(
+            f"unverified: {repo}: the snapshot holds {chosen} ({_short(digest)}, {size:,} B) and no "
+            f"{facts.weights_file}; the library loads it, but only {facts.weights_file} has a published digest "
+            f"({published}), so these cannot be shown to be the published weights",
+            where=str(snap)).problem())
+    if found != facts.weights_sha256 or size != facts.weights_size:
+        name = f"{_short(digest)}" if digest else f"a blob named {found[:40]!r}"
+        why = ("the published name but not its size (truncated, padded or edited)" if found == facts.weights_sha256
+               else "other weights (a fine-tune, a re-upload, or a random initialisation)")
+        return WeightsIdentity(**ident, status="other", problem=Finding(
+            f"not the published weights of {repo}: found {name} ({size:,} B), {published}: its {chosen} has {why}",
+            where=str(snap)).problem())
+    note = None
+    if facts.revision and revision != facts.revision:
+        note = (f"{repo}: refs/main is revision {_short(revision)}, not the pinned {_short(facts.revision)}, "
+                f"but its {chosen} is the published one ({_short(found)}, {size:,} B)")
+    return WeightsIdentity(**ident, status="published", note=note)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -50,7 +51,7 @@ def test_clean_tiny_models_pass_on_cpu(pytester, world):
     statuses = run.statuses()
     assert statuses.pop("gpu") == "not-checked"  # --device cpu: never "ready"
     assert set(statuses.values()) == {"ready"}, statuses
-    run.result.stdout.fnmatch_lines(["*siglip2_base*ready*", "*loaded offline in*SiglipModel*",
+    run.result.stdout.fnmatch_lines(["*siglip2_base*ready*", "*loaded offline*SiglipModel*",
                                      "*forward on cpu: dim 32*"])
 
 
@@ -77,8 +78,11 @@ def dims_disagree(world):
 
 
 def nan_model(world):
+    """NaN weights that are the pinned ones (re-pinned here): the forward check alone must catch them."""
     name = "open_clip_model.safetensors"
-    relink_snapshot_file(world / "hf" / "hub", CLIP_B, name, nan_weights(snapshot(world, CLIP_B) / name))
+    data = nan_weights(snapshot(world, CLIP_B) / name)
+    relink_snapshot_file(world / "hf" / "hub", CLIP_B, name, data)
+    edit_facts(world, "clip_b32", weights_size=len(data), weights_sha256=hashlib.sha256(data).hexdigest())
 
 
 FAULTS = [
@@ -124,7 +128,7 @@ def test_deep_hashes_weight_blobs(pytester, world):
 
 def test_gpu_is_not_checked_on_cpu_and_never_passes(pytester, world):
     run = run_checks(pytester, "-m", "gpu and not model", world=world)
-    assert run.ret == 0
+    assert run.ret == 1 and "no check passed" in run.report["verdict"]  # nothing is READY over nothing
     assert run.status("gpu") == "not-checked"
     assert "passed" not in {v for k, v in run.outcomes().items() if k.startswith("test_gpu.py")}
 

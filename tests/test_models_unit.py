@@ -283,11 +283,13 @@ def test_truncated_safetensors(tiny: Tiny, cache: Path, name: str):
     ((bad, reason),) = rep.broken
     assert bad == fname and "truncated" in reason and f"{len(data) - len(data) // 2:,} bytes short" in reason
     (msg,) = rep.problems()
-    assert not rep.complete and fname in msg and f"fix: rm {weights}" in msg  # the hub trusts a present blob
+    # The fetch replaces a cached blob whose content does not match its etag name: the fix is the fetch alone.
+    assert not rep.complete and fname in msg and msg.endswith(f"fix: {ASSETS[name].fix.commands[0]}")
+    assert rep.findings()[0].the_fix.commands == ASSETS[name].fix.commands
     with pytest.raises(ModelLoadError, match=facts.repo_id):
         load_model(facts, cache, "cpu", tiny.config_dir)
     assert any("corrupt" in p for p in verify_blobs(rep.snapshot, facts.files, None))
-    present = cache_report(facts, cache, check_files=False)  # the fetcher's view: there, so not fetched again
+    present = cache_report(facts, cache, check_files=False)  # huggingface_hub's view: there, so not fetched again
     assert present.complete and fname in present.present
 
 
@@ -352,7 +354,7 @@ def test_dims_disagree_with_expectation(tiny: Tiny, name: str):
     assert f"text embedding dim is 32, expected {real.embed_dim}" in text
     assert "expected (224, 224)" in text and real.repo_id in text
     if real.library == "transformers":
-        assert "the snapshot holds a different model" in text and ASSETS[name].fix in text
+        assert "the snapshot holds a different model" in text and str(ASSETS[name].fix) in text
     else:  # open_clip's architecture comes from its model config, not from the snapshot
         assert "open_clip's 'ViT-B-32-quickgelu' config describes a different model" in text
 
@@ -481,7 +483,8 @@ def test_arch_supported(cc, archs, ok):
 def test_required_free_bytes():
     facts = [ASSETS[n].facts for n in MODELS]
     weights = sum(f.approx_weight_bytes for f in facts)
-    assert required_free_bytes(facts) == weights + 4_500_000_000 // 4 + gpu.CUDA_CONTEXT_BYTES
+    largest = ASSETS["siglip2_so400m"].facts.approx_weight_bytes  # 4,544,143,072 B: its activations, a quarter
+    assert required_free_bytes(facts) == weights + largest // 4 + gpu.CUDA_CONTEXT_BYTES
     assert required_free_bytes([]) == 0
 
 
