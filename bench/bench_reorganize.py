@@ -55,7 +55,7 @@ CPU: dict[str, list[tuple[float, float]]] = {}  # kind -> [(user s, system s)] p
 
 
 def run_child(kind: str, work: Path) -> tuple[float, float]:
-    """(seconds, peak RSS in MB) of one run in a fresh process; CPU times go to ``CPU``."""
+    """(seconds, peak RSS in MiB) of one run in a fresh process; CPU times go to ``CPU``."""
     shutil.rmtree(work / OUTPUT[kind], ignore_errors=True)
     os.sync()  # start each run with no dirty pages of the previous one
     proc = subprocess.Popen([sys.executable, "-c", CHILD[kind], str(REPO), str(work)],
@@ -88,7 +88,7 @@ def main() -> int:
         (work / "synsets.txt").write_text("\n".join(labels) + "\n")
         body = os.urandom(args.body_bytes) if args.body_bytes else tiny_jpeg()
         tar = write_val_tar(work / TAR_NAME, labels, body=body)
-        print(f"tar: {len(labels):,} members ({label_src} labels, shuffled), {tar.stat().st_size / 1e6:,.0f} MB, "
+        print(f"tar: {len(labels):,} members ({label_src} labels, shuffled), {tar.stat().st_size / 2**20:,.0f} MiB, "
               f"in {work}")
         times: dict[str, list[float]] = {"torchvision": [], "ours": []}
         rss: dict[str, list[float]] = {"torchvision": [], "ours": []}
@@ -103,11 +103,11 @@ def main() -> int:
             runs = " ".join(f"{t:.2f}" for t in times[kind])
             user = statistics.median(u for u, _ in CPU[kind])
             system = statistics.median(s for _, s in CPU[kind])
-            print(f"{names[kind]:44} {statistics.median(times[kind]):9.2f} {runs:>30} {max(rss[kind]):8.0f} MB "
+            print(f"{names[kind]:44} {statistics.median(times[kind]):9.2f} {runs:>30} {max(rss[kind]):7.0f} MiB "
                   f"{user:9.1f} + {system:.1f}")
         ratio = statistics.median(times["ours"]) / statistics.median(times["torchvision"])
         print(f"\nratio ours / torchvision (median time): {ratio:.2f}x  (target <= 0.70x)")
-        print(f"peak RSS ours: {max(rss['ours']):.0f} MB  (target < 300 MB; ru_maxrss of the child via os.wait4, "
+        print(f"peak RSS ours: {max(rss['ours']):.0f} MiB  (target < 300 MiB; ru_maxrss of the child via os.wait4, "
               f"interpreter and imports included; torchvision's includes importing torch)")
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -4,6 +4,9 @@
     python -m fetchers --siglip2 --clip
     python -m fetchers --imagenet-map --coco [--coco-source official]
     python -m fetchers --reorganize-imagenet /path/to/ILSVRC2012_img_val.tar
+
+The fetch flags come from the registry (each asset's ``fetch_flag``); a flag whose fetcher reads an
+option (``FETCHER_INPUT``: the ImageNet val tar) takes that option's value.
 """
 
 from __future__ import annotations
@@ -14,25 +17,46 @@ import os
 import sys
 from pathlib import Path
 
+from core.findings import human_bytes
 from core.options import OPTIONS, OptionError, resolve
 from core.registry import ASSETS
 from core.world import World
+from fetchers.plan import DOWNLOADS, FETCHER_INPUT, FETCHERS, download_size, fetch_one, find_imagenet_tar, size_text
 
 PROJECT = Path(__file__).resolve().parents[1]
 # flag -> assets it fetches (the registry's fetch_flag), in the order the fetchers run
 GROUPS = {flag: [a.name for a in ASSETS.values() if a.fetch_flag == flag]
           for flag in dict.fromkeys(a.fetch_flag for a in ASSETS.values() if a.fetch_flag)}
+NOTES = {"coco_val2017": "Kaggle by default, see --coco-source",  # what a flag's help adds to the titles
+         "imagenet_val": "reorganizes a downloaded ILSVRC2012_img_val.tar (or val_blurred.tar.gz) into class folders"}
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+def _input_of(names: list[str]) -> str | None:
+    """The option a flag's value stands for (e.g. ``imagenet-tar``), if its fetchers read one."""
+    return next((FETCHER_INPUT[n] for n in names if n in FETCHER_INPUT), None)
+
+
+def _help(names: list[str]) -> str:
+    assets = [ASSETS[n] for n in names]
+    size = sum(filter(None, map(download_size, assets)))
+    text = ", ".join(a.title for a in assets) + (f" ({human_bytes(size)})" if size else "")
+    notes = [NOTES[n] for n in names if n in NOTES]
+    return "; ".join([text, *notes])
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fetchers", description="Fetch the assets preflight checks.")
     p.add_argument("--all", action="store_true", help="everything that can be fetched (ImageNet val needs a tar)")
-    p.add_argument("--siglip2", action="store_true", help="SigLIP2 base and so400m into the Hugging Face cache")
-    p.add_argument("--clip", action="store_true", help="open_clip's openai weights for ViT-B/32 and ViT-L/14")
-    p.add_argument("--imagenet-map", action="store_true", help="ImageNet class index, simple labels, val synsets")
-    p.add_argument("--coco", action="store_true", help="COCO val2017 (Kaggle by default, see --coco-source)")
-    p.add_argument("--reorganize-imagenet", metavar="TAR", type=Path,
-                   help="reorganize a downloaded ILSVRC2012_img_val.tar (or val_blurred.tar.gz) into class folders")
+    for flag, names in GROUPS.items():
+        option = _input_of(names)
+        if option:
+            p.add_argument(flag, metavar=option.rsplit("-", 1)[-1].upper(), type=Path, help=_help(names))
+        else:
+            p.add_argument(flag, action="store_true", help=_help(names))
     p.add_argument("--data-root", type=Path, default=None, help="default: $PREFLIGHT_DATA_ROOT or data/raw")
     p.add_argument("--coco-source", choices=("kaggle", "official"), default=None,
                    help="default: $PREFLIGHT_COCO_SOURCE or kaggle")
@@ -40,11 +64,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def selected(args: argparse.Namespace) -> list[str]:
-    if args.all:
-        return [n for names in GROUPS.values() for n in names]
-    wanted = {"--siglip2": args.siglip2, "--clip": args.clip, "--imagenet-map": args.imagenet_map,
-              "--coco": args.coco, "--reorganize-imagenet": args.reorganize_imagenet is not None}
-    return [n for flag, names in GROUPS.items() if wanted.get(flag) for n in names]
+    """The assets the flags ask for."""
+    return [n for flag, names in GROUPS.items()
+            if args.all or getattr(args, _dest(flag)) not in (None, False) for n in names]
 
 
 def ini_values(path: Path = PROJECT / "pytest.ini") -> dict[str, str]:
@@ -56,7 +78,10 @@ def ini_values(path: Path = PROJECT / "pytest.ini") -> dict[str, str]:
 
 def settings_from(args: argparse.Namespace) -> dict:
     ini = ini_values()
-    cli = {"data-root": args.data_root, "coco-source": args.coco_source, "imagenet-tar": args.reorganize_imagenet}
+    cli = {"data-root": args.data_root, "coco-source": args.coco_source}
+    for flag, names in GROUPS.items():
+        if option := _input_of(names):
+            cli[option] = getattr(args, _dest(flag))
     out = {}
     for name, value in cli.items():
         opt = OPTIONS[name]
@@ -73,16 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     names = selected(args)
     if not names:
         parser().print_usage(sys.stderr)
-        print("nothing selected: pass --all or one of --siglip2 --clip --imagenet-map --coco "
-              "--reorganize-imagenet TAR", file=sys.stderr)
+        flags = " ".join(f"{f} {_input_of(n).rsplit('-', 1)[-1].upper()}" if _input_of(n) else f
+                         for f, n in GROUPS.items())
+        print(f"nothing selected: pass --all or one of {flags}", file=sys.stderr)
         return 2
     try:
         settings = settings_from(args)
     except OptionError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from fetchers.download import redact
-    from fetchers.plan import DOWNLOADS, FETCHERS, find_imagenet_tar
 
     world = World(Path(settings["data-root"]).absolute())
     if args.all and "imagenet_val" in names and find_imagenet_tar(world, settings) is None:
@@ -91,18 +115,33 @@ def main(argv: list[str] | None = None) -> int:
               f"{world.data_root / DOWNLOADS} (download it from https://image-net.org, then run "
               "python -m fetchers --reorganize-imagenet PATH)")
     failed = 0
-    for name in (n for n in FETCHERS if n in names):
+    for name in (n for n in FETCHERS if n in names):  # the fetchers' order: metadata before the val tar
         asset = ASSETS[name]
-        print(f"{name}: fetching {asset.title} ({asset.size_hint}) -> {world.path(asset)}", flush=True)
+        print(f"{name}: fetching {asset.title} ({size_text(asset)}) -> {world.path(asset)}", flush=True)
         try:
-            print(f"{name}: {FETCHERS[name](world, settings)}")
-        except Exception as e:  # every failure is reported, and the other fetches still run
+            outcome = fetch_one(world, name, settings)
+        except KeyboardInterrupt as e:  # FetchInterrupted: one line, what was left and that a rerun resumes
+            print(f"\n{e}" if str(e) else f"\ninterrupted while fetching {name}", file=sys.stderr)
+            return 130
+        if outcome.ok:
+            print(f"{name}: {outcome.message}")
+        else:  # every failure is reported once, with its fix, and the other fetches still run
             failed += 1
-            print(f"{name}: FAILED: {redact(str(e))}", file=sys.stderr)
+            print(f"{name}: FAILED: {outcome.message}" + (f"\n{name}: fix: {outcome.fix}" if outcome.fix else ""),
+                  file=sys.stderr)
     if failed:
-        print(f"{failed} of {len(names)} fetches failed; nothing already there was changed", file=sys.stderr)
+        print(f"{failed} of {len(names)} fetches failed (the fix is under each)", file=sys.stderr)
     return 1 if failed else 0
 
 
+def run(argv: list[str] | None = None) -> int:
+    """The console entry: ``main`` with Ctrl-C outside a fetch (start-up) also ending in one line."""
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        print("\ninterrupted before any fetch started; nothing was changed", file=sys.stderr)
+        return 130
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -33,19 +33,24 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from core.findings import Finding, human_bytes
 from core.imagenet_files import bad_synset_lines, parse_synsets
-from core.registry import IMAGENET_META_FILES, IMAGENET_VAL_BLURRED
+from core.registry import IMAGENET_META_FILES, IMAGENET_VAL_BLURRED, IMAGENET_VAL_TAR
 from fetchers.download import ProgressArg, check_free_space, resolve_progress
+from fetchers.errors import FetchError, explain
 
 DEST_NAME = "imagenet_val"
 FLAT = re.compile(r"ILSVRC2012_val_(\d{8})\.JPEG")
 BLURRED = re.compile(r"val_blurred/(n\d{8})/ILSVRC2012_val_(\d{8})\.jpg")
 BLURRED_DIR = re.compile(r"val_blurred(/n\d{8})?")
 MAX_PROBLEMS = 100  # stop reading a tar that is clearly not an ImageNet val tar
+MAX_EXAMPLES = 5  # examples kept per kind of problem (the counts are kept in full)
+REDOWNLOAD = (f"download {IMAGENET_VAL_TAR.filename} ({IMAGENET_VAL_TAR.size:,} bytes, sha256 "
+              f"{IMAGENET_VAL_TAR.sha256[:12]}…) or val_blurred.tar.gz again and rerun")
 
 
-class ReorganizeError(RuntimeError):
-    """The tar cannot be reorganized; the message names the tar, what is wrong and the fix."""
+class ReorganizeError(FetchError):
+    """The tar cannot be reorganized; the message names the tar and what is wrong, ``fix`` what to do."""
 
 
 class UnsafeMember(ReorganizeError):
@@ -74,8 +79,8 @@ def read_synsets(path: Path) -> list[str]:
     bad = bad_synset_lines(labels)
     if not labels or bad:
         raise ReorganizeError(f"{path} is not a val synsets file (one wnid such as n01440764 per line): "
-                              f"{'it is empty' if not labels else f'line {bad[0][0]} is {bad[0][1]!r}'}. "
-                              f"Fix: python -m fetchers --imagenet-map")
+                              f"{'it is empty' if not labels else f'line {bad[0][0]} is {bad[0][1]!r}'}",
+                              f"move it aside (mv {path} {path}.old) and run python -m fetchers --imagenet-map")
     return labels
 
 
@@ -87,14 +92,19 @@ class _Plan:
     labels: list[str]
     variant: str | None = None
     seen: bytearray = field(init=False)
-    problems: dict[str, list[str]] = field(default_factory=dict)
+    problems: dict[str, list[str]] = field(default_factory=dict)  # kind -> its first examples
+    counts: dict[str, int] = field(default_factory=dict)  # kind -> how many (not just the examples)
+    of_all: set[str] = field(default_factory=set)  # kinds counted against all the val images (for the %)
 
     def __post_init__(self) -> None:
         self.seen = bytearray(len(self.labels) + 1)
 
     def problem(self, kind: str, example: str) -> None:
-        self.problems.setdefault(kind, []).append(example)
-        if sum(map(len, self.problems.values())) >= MAX_PROBLEMS:
+        examples = self.problems.setdefault(kind, [])
+        if len(examples) < MAX_EXAMPLES:
+            examples.append(example)
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        if sum(self.counts.values()) >= MAX_PROBLEMS:
             raise self.error(stopped=True)
 
     def target(self, ti: tarfile.TarInfo) -> str | None:
@@ -103,12 +113,12 @@ class _Plan:
         parts = name.split("/")
         if name.startswith("/") or ".." in parts or "\\" in name:
             raise UnsafeMember(f"refusing {self.tar}: member {name!r} has an unsafe path (absolute or '..'); "
-                               f"it was not extracted. Fix: this is not an ImageNet val tar; download it again")
+                               f"it was not extracted", f"this is not an ImageNet val tar: {REDOWNLOAD}")
         if not (ti.isreg() or ti.isdir()):
             kind = ("a symlink" if ti.issym() else "a hard link" if ti.islnk()
                     else "a device, FIFO or other special file")
             raise UnsafeMember(f"refusing {self.tar}: member {name!r} is {kind}; only regular image files are "
-                               f"expected. Fix: this is not an ImageNet val tar; download it again")
+                               f"expected", f"this is not an ImageNet val tar: {REDOWNLOAD}")
         name = "/".join(p for p in parts if p not in ("", "."))
         if ti.isdir():
             if name and not BLURRED_DIR.fullmatch(name):
@@ -147,20 +157,24 @@ class _Plan:
         allowed = IMAGENET_VAL_BLURRED.max_missing if self.variant == "face-blurred" else 0
         missing = self.missing()
         if len(missing) > allowed:
-            self.problems.setdefault(f"missing images (at most {allowed} may be; a tar cut short looks like this)",
-                                     [f"id {i}" for i in missing[:5]] + ([f"… {len(missing):,} in all"]
-                                                                          if len(missing) > 5 else []))
+            kind = f"missing images (at most {allowed} may be; a tar cut short looks like this)"
+            self.problems[kind] = [f"id {i}" for i in missing[:MAX_EXAMPLES]]
+            self.counts[kind] = len(missing)
+            self.of_all.add(kind)
         if self.problems:
             raise self.error()
 
     def error(self, stopped: bool = False) -> ReorganizeError:
-        lines = [f"  - {len(ex):,} {kind}, e.g. {', '.join(ex[:3])}" for kind, ex in self.problems.items()]
+        """One finding per kind of problem (its count, its % of the val images, its first examples)."""
+        total = len(self.labels)
+        findings = "; ".join(Finding(kind, examples, total=total if kind in self.of_all else None,
+                                     count=self.counts[kind]).problem()
+                             for kind, examples in self.problems.items())
         return ReorganizeError(
             f"{self.tar} is not a complete ImageNet val tar"
-            + (f" (stopped reading after {MAX_PROBLEMS} problems)" if stopped else "") + ":\n" + "\n".join(lines)
-            + f"\nNothing was moved into place. Fix: download ILSVRC2012_img_val.tar (or val_blurred.tar.gz) "
-              f"again and rerun; expected members are ILSVRC2012_val_XXXXXXXX.JPEG with ids 1..{len(self.labels)}"
-        )
+            + (f" (stopped reading after {MAX_PROBLEMS} problems)" if stopped else "") + f": {findings}. "
+            + f"Expected members: ILSVRC2012_val_XXXXXXXX.JPEG with ids 1..{total}; nothing was moved into place",
+            REDOWNLOAD)
 
 
 def _digest(listing: dict[str, int]) -> str:
@@ -195,8 +209,7 @@ _READ_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError)
 
 
 def _corrupt(tar: Path, e: BaseException) -> ReorganizeError:
-    return ReorganizeError(f"{tar} is truncated or corrupt ({type(e).__name__}: {e}). Fix: download it again "
-                           f"(the official tar is 6,744,924,160 bytes, sha256 c7e06a6c…)")
+    return ReorganizeError(f"{tar} is truncated or corrupt ({type(e).__name__}: {e})", REDOWNLOAD)
 
 
 def _open(tar: Path, mode: str) -> tarfile.TarFile:
@@ -240,69 +253,103 @@ def reorganize_imagenet_tar(
     tar, root = Path(tar_path), Path(data_root)
     synsets_path = Path(synsets_path or root / "imagenet_meta" / IMAGENET_META_FILES["val_synsets"].filename)
     if not tar.is_file():
-        raise ReorganizeError(f"{tar} does not exist. Fix: download ILSVRC2012_img_val.tar from https://image-net.org "
-                              f"(account needed) and pass its path")
+        raise ReorganizeError(f"{tar} does not exist",
+                              f"download {IMAGENET_VAL_TAR.filename} ({human_bytes(IMAGENET_VAL_TAR.size)}) from "
+                              f"https://image-net.org (account needed) and pass its path")
     if not synsets_path.is_file():
-        raise ReorganizeError(f"{synsets_path} is missing; it labels the val images. "
-                              f"Fix: python -m fetchers --imagenet-map")
+        raise ReorganizeError(f"{synsets_path} is missing; it labels the val images",
+                              f"python -m fetchers --imagenet-map --data-root={root}")
     labels = read_synsets(synsets_path)
     root.mkdir(parents=True, exist_ok=True)
     dest, partial, marker = root / DEST_NAME, root / f".{DEST_NAME}.partial", root / f".{DEST_NAME}.json"
     source = {"tar": tar.name, "size": tar.stat().st_size}
 
     with FileLock(str(root / f".{DEST_NAME}.lock")):
-        state = json.loads(marker.read_text()) if marker.is_file() else {}
+        state = _read_json(marker)
         if dest.exists() and not (dest.is_dir() and not any(dest.iterdir())):  # an empty folder counts as absent
             return _existing(dest, tar, labels, state, source, t0)
 
         resume = partial.is_dir() and state.get("state") == "partial" and state.get("source") == source
         if partial.exists() and not resume:
             shutil.rmtree(partial)  # ours (by name) and from another tar or an unknown state
-        partial.mkdir(exist_ok=True)
-        if required_bytes is None:  # the tar's size (+2% for file-system overhead), less what is already written
-            already = sum(_tree_listing(partial).values()) if resume else 0
-            required_bytes = max(0, int(source["size"] * 1.02) - already)
-        check_free_space(root, required_bytes, f"the ImageNet val images from {tar.name}")
-        _write_json(marker, {"state": "partial", "source": source})
-
-        plan = _Plan(tar, labels)
-        listing: dict[str, int] = {}
-        written = 0
-        partial_s = str(partial)
-        for wnid in set(labels):
-            (partial / wnid).mkdir(exist_ok=True)
-        bar = resolve_progress(progress)(f"reorganize {tar.name}", len(labels), "img")
-        message = ""
         try:
-            with _open(tar, "r|*") as tf:
-                for ti in _members(tf, tar):
-                    target = plan.target(ti)
-                    if target is None:
-                        continue
-                    listing[target] = ti.size
-                    out = f"{partial_s}/{target}"  # plain strings and os calls: per-file overhead dominates
-                    if not (resume and _size(out) == ti.size):
-                        _write_file(out, _read(tf, ti, tar))
-                        written += 1
-                    bar.update(1)
-            plan.finish()
-            for leftover in set(_tree_listing(partial)) - set(listing) if resume else ():  # stray files
-                if not leftover.endswith("/"):
-                    (partial / leftover).unlink()
-            if plan.variant == "face-blurred":  # folders of classes that lost all their images stay empty; drop them
-                for wnid in set(labels) - {t.split("/", 1)[0] for t in listing}:
-                    (partial / wnid).rmdir()
-            os.replace(partial, dest)  # replaces an empty `imagenet_val` folder too
-            _write_json(marker, {"state": "complete", "source": source, "variant": plan.variant,
-                                 "n_images": len(listing), "listing_sha256": _digest(listing)})
-            seconds = time.monotonic() - t0
-            n_classes = len({t.split("/", 1)[0] for t in listing})
-            message = (f"reorganized {len(listing):,} images of {tar.name} into {n_classes} class folders "
-                       f"in {dest} ({seconds:.1f} s)")
-            return ReorganizeResult(dest, plan.variant, len(listing), n_classes, written, tuple(plan.missing()),
-                                    seconds, False)
-        finally:
-            bar.close(message)
+            partial.mkdir(exist_ok=True)
+            if required_bytes is None:  # the tar's size (+2% for file-system overhead), less what is already written
+                already = sum(_tree_listing(partial).values()) if resume else 0
+                required_bytes = max(0, int(source["size"] * 1.02) - already)
+            check_free_space(root, required_bytes, f"the ImageNet val images from {tar.name}")
+            _write_json(marker, {"state": "partial", "source": source})
+
+            plan = _Plan(tar, labels)
+            listing: dict[str, int] = {}
+            written = 0
+            partial_s = str(partial)
+            for wnid in set(labels):
+                (partial / wnid).mkdir(exist_ok=True)
+            bar = resolve_progress(progress)(f"reorganize {tar.name}", len(labels), "img")
+            message = ""
+            try:
+                with _open(tar, "r|*") as tf:
+                    for ti in _members(tf, tar):
+                        target = plan.target(ti)
+                        if target is None:
+                            continue
+                        listing[target] = ti.size
+                        out = f"{partial_s}/{target}"  # plain strings and os calls: per-file overhead dominates
+                        if not (resume and _size(out) == ti.size):
+                            _write_file(out, _read(tf, ti, tar))
+                            written += 1
+                        bar.update(1)
+                plan.finish()
+                for leftover in set(_tree_listing(partial)) - set(listing) if resume else ():  # stray files
+                    if not leftover.endswith("/"):
+                        (partial / leftover).unlink()
+                if plan.variant == "face-blurred":  # folders of classes that lost all their images stay empty; drop them
+                    for wnid in set(labels) - {t.split("/", 1)[0] for t in listing}:
+                        (partial / wnid).rmdir()
+                os.replace(partial, dest)  # replaces an empty `imagenet_val` folder too
+                _write_json(marker, {"state": "complete", "source": source, "variant": plan.variant,
+                                     "n_images": len(listing), "listing_sha256": _digest(listing)})
+                seconds = time.monotonic() - t0
+                n_classes = len({t.split("/", 1)[0] for t in listing})
+                message = (f"reorganized {len(listing):,} images of {tar.name} into {n_classes} class folders "
+                           f"in {dest} ({seconds:.1f} s)")
+                return ReorganizeResult(dest, plan.variant, len(listing), n_classes, written, tuple(plan.missing()),
+                                        seconds, False)
+            finally:
+                bar.close(message)
+        except (FetchError, OSError, RuntimeError) as e:
+            kept = _kept(e, partial, root)
+            if kept is e:
+                raise
+            raise kept from e
+
+
+def _kept(e: BaseException, partial: Path, root: Path) -> BaseException:
+    """``e``, saying that the partial tree was kept, how big it is, and how to resume or remove it."""
+    if not partial.is_dir():
+        return e
+    n_files, size = 0, 0
+    for dirpath, _, filenames in os.walk(partial):
+        n_files += len(filenames)
+        size += sum(os.path.getsize(os.path.join(dirpath, f)) for f in filenames)
+    if not n_files:
+        return e
+    kept = (f"; the partial tree {partial} ({n_files:,} files, {human_bytes(size)}) was kept: a rerun with the same "
+            f"tar resumes it (a tar of another size starts over), or remove it to free the space: rm -rf {partial}")
+    if isinstance(e, FetchError):
+        return type(e)(e.message + kept, e.fix)
+    message, fix = explain(e, root)
+    return ReorganizeError(message + kept, fix)
+
+
+def _read_json(path: Path) -> dict:
+    """The state marker; one that cannot be read counts as unknown (the partial tree then starts over)."""
+    try:
+        state = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
 
 
 def _existing(dest: Path, tar: Path, labels: list[str], state: dict, source: dict, t0: float) -> ReorganizeResult:
@@ -321,8 +368,8 @@ def _existing(dest: Path, tar: Path, labels: list[str], state: dict, source: dic
                      for what, v in (("missing", missing), ("unexpected", extra), ("of another size", resized)) if v]
             raise ExistingTreeDiffers(
                 f"{dest} already exists and differs from what {tar} gives: {'; '.join(parts)}. "
-                f"It was left untouched. Fix: move it aside (mv {dest} {dest}.old) and rerun, "
-                f"or use another --data-root")
+                f"It was left untouched",
+                f"move it aside (mv {dest} {dest}.old) and rerun, or use another --data-root")
         variant = "face-blurred" if any(k.endswith(".jpg") for k in tree) else "official"
     ids = {int(k[-13:-5] if k.endswith(".JPEG") else k[-12:-4]) for k in tree}
     missing_ids = tuple(i for i in range(1, len(labels) + 1) if i not in ids)

@@ -34,6 +34,7 @@ from filelock import FileLock
 
 from core.registry import COCO_KAGGLE_HANDLE, COCO_KAGGLE_PATH
 from fetchers.download import DownloadError, ExistingFileDiffers, FetchResult
+from fetchers.errors import FetchError, fetch_command
 
 ENDPOINT_ENV = "PREFLIGHT_KAGGLE_ENDPOINT"
 LINK_NAME = "coco_val2017"
@@ -41,8 +42,11 @@ TOKEN_PAGE = "https://www.kaggle.com/settings"
 _ENDPOINT_LOCK = threading.Lock()
 
 
-class KaggleFetchError(DownloadError):
-    """A Kaggle download failed; the message says why and what to do, and holds no secret."""
+class KaggleFetchError(DownloadError, FetchError):
+    """A Kaggle download failed; ``message`` says why, ``fix`` what to do; neither holds a secret.
+
+    (DownloadError first: once it derives from FetchError itself the order stays consistent.)
+    """
 
 
 class KaggleCredentialsWarning(UserWarning):
@@ -73,7 +77,8 @@ def fetch_coco_kaggle(data_root: Path, handle: str = COCO_KAGGLE_HANDLE, path: s
     path = normalize_dataset_path(path)
     url = h.to_url()
     expected = Path(Cache().get_path(h, path)) if h.is_versioned() else None
-    _check_link_slot(link, expected)  # before any download: an occupied slot is reported, not replaced
+    command = f"`{fetch_command('--coco', data_root)}`"
+    _check_link_slot(link, expected, command)  # before any download: an occupied slot is reported, not replaced
     source = kaggle_credential_source()
     _warn_about_permissions(source)
 
@@ -81,16 +86,19 @@ def fetch_coco_kaggle(data_root: Path, handle: str = COCO_KAGGLE_HANDLE, path: s
     lock = cache_root / ".locks" / f"preflight-{h.owner}-{h.dataset}-{h.version or 'latest'}.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(lock)):
-        cached = Cache().load_from_cache(h, path) if h.is_versioned() else None
-        if cached:
+        cache = Cache()
+        cached = cache.load_from_cache(h, path) if h.is_versioned() else None
+        if cached:  # kagglehub's completion marker is there: the same checks as after a download
+            marker = Path(cache._get_completion_marker_filepath(h, path))
+            _check_download(Path(cached), handle, path, marker, "kagglehub's cache holds", command)
+            _check_link_slot(link, Path(cached), command)
             _make_link(link, Path(cached))
             return FetchResult(link, 0, time.monotonic() - t0, None, True)
         before = _sizes(expected) if expected else {}
-        out = Path(_download(handle, path, url, source, endpoint or os.environ.get(ENDPOINT_ENV)))
-        if not out.is_dir():
-            raise KaggleFetchError(f"kagglehub returned {out} for {handle} {path}, which is not a folder. "
-                                   f"Fix: check COCO_KAGGLE_PATH in checks/registry.py (it must name a folder).")
-        _check_link_slot(link, out)
+        out = Path(_download(handle, path, url, source, endpoint or os.environ.get(ENDPOINT_ENV), command))
+        marker = Path(cache._get_completion_marker_filepath(h, path)) if h.is_versioned() else None
+        _check_download(out, handle, path, marker, "kagglehub returned", command)
+        _check_link_slot(link, out, command)
         _make_link(link, out)
         downloaded = sum(size for rel, size in _sizes(out).items() if before.get(rel) != size)
     return FetchResult(link, downloaded, time.monotonic() - t0, url, False)
@@ -148,14 +156,14 @@ def _warn_about_permissions(source: CredentialSource | None) -> None:
                 f"Fix: chmod 600 {f}", KaggleCredentialsWarning, stacklevel=3)
 
 
-def _no_credentials_hint() -> str:
+def _no_credentials() -> tuple[str, str]:
     from kagglehub import config
 
+    file = config._get_kaggle_credentials_file()
     return (f"no Kaggle credentials were found (looked for KAGGLE_API_TOKEN, ~/.kaggle/access_token, "
-            f"KAGGLE_USERNAME/KAGGLE_KEY and {config._get_kaggle_credentials_file()}). Fix: create an API token at "
-            f"{TOKEN_PAGE} (API -> Create New Token) and save the downloaded kaggle.json as "
-            f"{config._get_kaggle_credentials_file()} with `chmod 600`, or export KAGGLE_API_TOKEN; then rerun "
-            f"`python -m fetchers --coco`")
+            f"KAGGLE_USERNAME/KAGGLE_KEY and {file})",
+            f"create an API token at {TOKEN_PAGE} (API -> Create New Token) and save the downloaded kaggle.json as "
+            f"{file} with `chmod 600`, or export KAGGLE_API_TOKEN")
 
 
 # --- the download ------------------------------------------------------------------------------
@@ -167,7 +175,7 @@ def _api_endpoint(endpoint: str | None) -> Iterator[None]:
     from kagglesdk import kaggle_env
 
     if kaggle_env.get_env() != kaggle_env.KaggleEnv.PROD:
-        raise KaggleFetchError(f"{ENDPOINT_ENV} and KAGGLE_API_ENVIRONMENT are both set. Fix: unset one of them.")
+        raise KaggleFetchError(f"{ENDPOINT_ENV} and KAGGLE_API_ENVIRONMENT are both set", "unset one of them")
     table = kaggle_env._env_to_endpoint
     with _ENDPOINT_LOCK:  # the table is process-wide: one swapped call at a time
         saved = table[kaggle_env.KaggleEnv.PROD]
@@ -178,13 +186,15 @@ def _api_endpoint(endpoint: str | None) -> Iterator[None]:
             table[kaggle_env.KaggleEnv.PROD] = saved
 
 
-def _download(handle: str, path: str, url: str, source: CredentialSource | None, endpoint: str | None) -> str:
+def _download(handle: str, path: str, url: str, source: CredentialSource | None, endpoint: str | None,
+              command: str) -> str:
     import kagglehub
     import requests
     from kagglehub.exceptions import DataCorruptionError, KaggleApiHTTPError, UnauthenticatedError
 
     what = f"{handle} (folder {path})"
     message: str
+    fix: str
     try:
         with _api_endpoint(endpoint):
             return kagglehub.dataset_download(handle, path=path)
@@ -192,32 +202,35 @@ def _download(handle: str, path: str, url: str, source: CredentialSource | None,
         response = getattr(e, "response", None)
         status = response.status_code if response is not None else 401
         if status == 401 and source is None:
-            message = f"Kaggle answered HTTP 401 (not signed in) for {what}: {_no_credentials_hint()}."
+            none, create = _no_credentials()
+            message, fix = f"Kaggle answered HTTP 401 (not signed in) for {what}: {none}", f"{create}; then rerun {command}"
         elif status == 401:
-            message = (f"Kaggle rejected the credentials from {source.where} (HTTP 401) for {what}. Fix: the "
-                       f"token or key may be wrong, expired or revoked: create a new one at {TOKEN_PAGE} and "
-                       f"put it in {source.where}; then rerun `python -m fetchers --coco`.")
+            message = f"Kaggle rejected the credentials from {source.where} (HTTP 401) for {what}"
+            fix = (f"the token or key may be wrong, expired or revoked: create a new one at {TOKEN_PAGE} and put it "
+                   f"in {source.where}; then rerun {command}")
         elif status == 403:
             message = (f"Kaggle refused {what} to the account of {source.where if source else 'no credentials'} "
-                       f"(HTTP 403). Fix: open {url} signed in as that account and accept the dataset's rules or "
-                       f"terms if it asks; check that the token may read datasets; then rerun "
-                       f"`python -m fetchers --coco` (or use `--coco-source official`).")
+                       f"(HTTP 403)")
+            fix = (f"open {url} signed in as that account and accept the dataset's rules or terms if it asks; check "
+                   f"that the token may read datasets; then rerun {command} (or use `--coco-source official`)")
         elif status == 404:
-            message = (f"Kaggle has no {what} (HTTP 404). Fix: check COCO_KAGGLE_HANDLE and COCO_KAGGLE_PATH "
-                       f"in checks/registry.py against {url}.")
+            message = f"Kaggle has no {what} (HTTP 404)"
+            fix = f"check COCO_KAGGLE_HANDLE and COCO_KAGGLE_PATH in core/registry.py against {url}"
         else:
-            message = f"Kaggle answered HTTP {status} for {what}. Fix: retry later; see {url}."
+            message, fix = f"Kaggle answered HTTP {status} for {what}", f"retry later ({command}); see {url}"
     except DataCorruptionError:
         message = (f"a file of {what} failed kagglehub's MD5 check after download (corrupted in transit); "
-                   f"kagglehub deleted it. Fix: rerun `python -m fetchers --coco` (finished files are kept).")
+                   f"kagglehub deleted it")
+        fix = f"rerun {command} (finished files are kept)"
     except (requests.ConnectionError, requests.Timeout) as e:
-        message = (f"could not reach the Kaggle API for {what} ({type(e).__name__}). Fix: check the network and "
-                   f"proxy (HTTPS_PROXY), then rerun (finished files are kept); or use `--coco-source official`.")
-    raise KaggleFetchError(message) from None  # not `from e`: the request in e carries the credentials
+        message = f"could not reach the Kaggle API for {what} ({type(e).__name__})"
+        fix = (f"check the network and proxy (HTTPS_PROXY), then rerun {command} (finished files are kept); "
+               f"or use `--coco-source official`")
+    raise KaggleFetchError(message, fix) from None  # not `from e`: the request in e carries the credentials
 
 
 # --- the link ----------------------------------------------------------------------------------
-def _check_link_slot(link: Path, target: Path | None) -> None:
+def _check_link_slot(link: Path, target: Path | None, command: str) -> None:
     """Raise unless ``link`` is free or already a symlink to ``target`` (dangling is fine: we refill it)."""
     if not link.is_symlink() and not link.exists():
         return
@@ -233,7 +246,21 @@ def _check_link_slot(link: Path, target: Path | None) -> None:
     raise ExistingFileDiffers(
         f"{link} already exists and is {what}, not {goal}. It was left untouched and nothing was downloaded. "
         f"Fix: if it holds COCO val2017, fix what the checks report about it instead; if it is stale, {remove} "
-        f"and rerun `python -m fetchers --coco`.")
+        f"and rerun {command}.")
+
+
+def _check_download(out: Path, handle: str, path: str, marker: Path | None, said: str, command: str) -> None:
+    """Raise unless ``out`` is a folder holding files (what a folder download of ``path`` must give)."""
+    if out.is_dir() and not out.is_symlink() and any(p.is_file() for p in out.iterdir()):
+        return
+    what = ("nothing" if not (out.exists() or out.is_symlink()) else "a symlink" if out.is_symlink()
+            else "an empty folder" if out.is_dir() else "a file")
+    remove = f"rm -rf {out}" + (f" {marker}" if marker else "")
+    raise KaggleFetchError(
+        f"{said} {what} at {out}, where the folder {path} of {handle} should be (a folder of images); "
+        f"data_root/{LINK_NAME} was not linked to it",
+        f"remove that cache entry ({remove}) and rerun {command}; if Kaggle serves {path} as a "
+        f"file again, check COCO_KAGGLE_PATH in core/registry.py or use `--coco-source official`")
 
 
 def _make_link(link: Path, target: Path) -> None:

@@ -10,6 +10,9 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import re
+import shlex
+import subprocess
 import traceback
 import warnings
 from pathlib import Path
@@ -175,3 +178,46 @@ def test_corrupted_file_is_reported_and_the_rerun_fetches_only_it(kaggle: FakeKa
     result = fetch_coco_kaggle(tmp_path / "data")
     assert (result.path / Path(bad).name).read_bytes() == VAL[bad]
     assert [r.path.split("/")[-1] for r in kaggle.storage_gets()] == [Path(bad).name]
+
+
+def test_a_file_where_the_val2017_folder_should_be_is_refused_on_download_and_on_cache_hit(
+        kaggle: FakeKaggle, tmp_path: Path) -> None:
+    from core.registry import COCO_KAGGLE_HANDLE
+
+    kaggle.add_user(USER, SECRET)
+    kaggle_json()
+    kaggle.add_dataset(COCO_KAGGLE_HANDLE, {COCO_KAGGLE_PATH: b"PK\x03\x04 an archive, not a folder"})
+    data_root = tmp_path / "data"
+    link = data_root / "coco_val2017"
+
+    with pytest.raises(KaggleFetchError, match=r"kagglehub returned a file at .*where the folder coco2017/val2017"):
+        fetch_coco_kaggle(data_root)
+    assert cache_folder(tmp_path).is_file()  # kagglehub saved it and marked it complete
+    assert not link.exists() and not link.is_symlink()
+
+    kaggle.clear_log()
+    with pytest.raises(KaggleFetchError) as e:  # the second run finds it in kagglehub's cache
+        fetch_coco_kaggle(data_root)
+    assert kaggle.log == []
+    assert f"kagglehub's cache holds a file at {cache_folder(tmp_path)}" in e.value.message
+    assert not link.exists() and not link.is_symlink()  # not linked to a file
+
+    # The printed fix, run as printed, repairs it once Kaggle serves the folder.
+    remove = re.search(r"\((rm -rf [^)]+)\)", e.value.fix).group(1)
+    subprocess.run(shlex.split(remove), check=True)
+    kaggle.add_dataset(COCO_KAGGLE_HANDLE, {**VAL})
+    result = fetch_coco_kaggle(data_root)
+    assert link.is_symlink() and sorted(p.name for p in link.iterdir()) == sorted(Path(p).name for p in VAL)
+    assert not result.already_present
+
+
+def test_an_empty_cached_folder_is_not_linked(kaggle: FakeKaggle, tmp_path: Path) -> None:
+    kaggle.add_user(USER, SECRET)
+    kaggle_json()
+    fetch_coco_kaggle(tmp_path / "data")
+    (tmp_path / "data" / "coco_val2017").unlink()
+    for f in cache_folder(tmp_path).iterdir():
+        f.unlink()  # kagglehub's marker says complete; the folder says otherwise
+    with pytest.raises(KaggleFetchError, match="kagglehub's cache holds an empty folder"):
+        fetch_coco_kaggle(tmp_path / "data")
+    assert not (tmp_path / "data" / "coco_val2017").is_symlink()

@@ -7,8 +7,12 @@ The real clients do the work; the servers' request logs prove that each artifact
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import shutil
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -75,8 +79,9 @@ def test_fetch_missing_fills_an_empty_world_then_checks_pass(pytester, emptied_w
     assert set(run.statuses().values()) == {"ready"}, run.statuses()
     assert_each_fetched_once(http_mirror, hub, kaggle)
     fetched = {a["name"]: a["fetched"] for a in run.report["assets"]}
-    assert fetched["imagenet_val"].startswith("reorganized 12 images from ILSVRC2012_img_val.tar")
-    assert fetched["imagenet_meta"].startswith("fetched")
+    assert fetched["imagenet_val"]["ok"] and fetched["imagenet_meta"]["ok"]
+    assert fetched["imagenet_val"]["message"].startswith("reorganized 12 images from ILSVRC2012_img_val.tar")
+    assert fetched["imagenet_meta"]["message"].startswith("fetched")
     run.result.stdout.fnmatch_lines(["*preflight: fetching imagenet_meta*", "*↓ fetched*MiB in*"])
 
     http_mirror.reset()
@@ -112,7 +117,7 @@ def test_a_failed_fetch_is_reported_by_the_presence_check(pytester, emptied_worl
     run = run_checks(pytester, "--fetch-missing", "-m", "imagenet", world=emptied_world)
     assert run.status("imagenet_meta") == "missing"
     message = run.message("test_imagenet_meta.py::test_present")
-    assert "--fetch-missing tried: fetch failed" in message and "404" in message
+    assert "--fetch-missing tried:" in message and "404" in message
 
 
 def test_imagenet_without_a_tar_explains_the_manual_steps(pytester, emptied_world):
@@ -156,3 +161,112 @@ def test_coco_zip_extraction_is_safe_and_atomic(tmp_path):
     with pytest.raises(FetchError, match="unexpected or unsafe members"):
         extract_coco_zip(evil, tmp_path / "other")
     assert not (tmp_path / "other").exists() and not (tmp_path.parent / "escaped.jpg").exists()
+
+
+@pytest.mark.parametrize("fault", ["read-only", "immutable"])
+def test_an_empty_folder_that_cannot_be_removed_becomes_the_row_not_a_crash(pytester, emptied_world, monkeypatch,
+                                                                             fault):
+    coco = Path(emptied_world) / "data" / "raw" / "coco_val2017"
+    coco.mkdir()  # empty: the fetch removes it to put its link there, and that fails
+    if fault == "read-only":  # a read-only mount: the OS call fails with EROFS (root bypasses chmod)
+        rmdir = os.rmdir
+
+        def read_only_rmdir(path, *args, **kw):
+            if Path(path) == coco:
+                raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+            return rmdir(path, *args, **kw)
+
+        monkeypatch.setattr(os, "rmdir", read_only_rmdir)
+        words, fix = "the data root is read-only", "choose a writable --data-root"
+    else:  # an immutable data root: a real obstacle that root cannot bypass either
+        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(coco.parent)],
+                                                            capture_output=True).returncode:
+            pytest.skip("chattr +i is not supported here")
+        words, fix = "permission denied", "lsattr -d"
+    try:
+        run = run_checks(pytester, "--fetch-missing", "-m", "coco", world=emptied_world)
+    finally:
+        if fault == "immutable":
+            subprocess.run(["chattr", "-i", str(coco.parent)], check=True)
+    assert run.ret != pytest.ExitCode.INTERNAL_ERROR and run.report["assets"], run.result.stdout.str()
+    row = next(a for a in run.report["assets"] if a["name"] == "coco_val2017")
+    assert row["status"] in ("missing", "optional-absent") and not row["fetched"]["ok"], row
+    message = run.message("test_coco.py::test_present")
+    assert "--fetch-missing tried:" in message and words in message and str(coco) in message, message
+    assert fix in row["fix"], row
+    assert coco.is_dir()  # left as it was
+
+
+def test_ctrl_c_during_fetch_missing_ends_with_one_line(pytester, emptied_world, monkeypatch):
+    import fetchers.imagenet_tar as reorganizer
+
+    write, n = reorganizer._write_file, [0]
+
+    def write_then_ctrl_c(path, data):
+        n[0] += 1
+        if n[0] == 5:
+            signal.raise_signal(signal.SIGINT)  # as if the user pressed Ctrl-C while the 5th image is written
+        write(path, data)
+
+    monkeypatch.setattr(reorganizer, "_write_file", write_then_ctrl_c)
+    run = run_checks(pytester, "--fetch-missing", "-m", "imagenet", world=emptied_world)
+    assert run.ret == pytest.ExitCode.INTERRUPTED
+    text = run.result.stdout.str() + run.result.stderr.str()
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
+    partial = Path(emptied_world) / "data" / "raw" / ".imagenet_val.partial"
+    lines = [line for line in text.splitlines() if "interrupted while fetching" in line]
+    assert len(lines) == 1, text
+    assert f"left {partial} (" in lines[0] and "rerun the same command to resume" in lines[0]
+    assert len([p for p in partial.rglob("*") if p.is_file()]) == 4
+
+    monkeypatch.setattr(reorganizer, "_write_file", write)
+    again = run_checks(pytester, "--fetch-missing", "-m", "imagenet", world=emptied_world)
+    assert again.ret == 0, again.result.stdout.str()
+    assert not partial.exists()
+
+
+def test_outcomes_are_records_and_the_log_says_each_failure_once(emptied_world, http_mirror, capsys):
+    from checks.tiny import load_tiny_world
+    from core.registry import ASSETS
+    from fetchers.plan import FetchOutcome, fetch_missing
+
+    http_mirror.files.clear()  # every metadata URL answers 404
+    world = load_tiny_world(Path(emptied_world))
+    outcomes = fetch_missing(world, [ASSETS["imagenet_meta"], ASSETS["clip_b32"]], settings={})
+    meta = outcomes["imagenet_meta"]
+    assert isinstance(meta, FetchOutcome) and not meta.ok and not meta.changed
+    assert "could not download imagenet_class_index.json" in meta.message and "Fix:" not in meta.message
+    assert meta.fix and "Fix:" not in meta.fix
+    assert outcomes["clip_b32"].ok and outcomes["clip_b32"].changed
+    out = capsys.readouterr().out
+    assert "could not download" not in out  # the log names the failure; the row holds it, once
+    assert "preflight: imagenet_meta: fetch failed (its row in the readiness table says why" in out
+    lines = [line for line in out.splitlines() if line.startswith("preflight:")]
+    assert not [line for line in lines if re.search(r"\d (kB|KB|MB|GB)\b", line)], lines  # IEC units only
+    assert "preflight: fetching clip_b32 (CLIP ViT-B/32 (open_clip, openai), 577.1 MiB)" in out
+
+
+@pytest.mark.parametrize(("fault", "words", "fix"), [
+    (OSError(errno.EROFS, "Read-only file system", "/data/raw/imagenet_meta"),
+     "the data root is read-only: /data/raw/imagenet_meta", "choose a writable --data-root=PATH"),
+    (PermissionError(errno.EACCES, "Permission denied", "/data/raw"), "permission denied: /data/raw",
+     "make it writable"),
+    (OSError(errno.ENOSPC, "No space left on device", "/data/raw/x.part"), "no space left", "df -h"),
+])
+def test_file_system_faults_are_explained_by_their_cause(fault, words, fix):
+    from fetchers.errors import explain
+
+    message, how = explain(fault, Path("/data/raw"))
+    assert words in message and fix in how and "Errno" not in message + how
+
+
+def test_a_file_in_the_way_is_named_with_the_way_out(tmp_path):
+    from fetchers.errors import explain
+
+    (tmp_path / "raw").write_text("a file")
+    try:
+        (tmp_path / "raw" / "imagenet_meta").mkdir(parents=True)
+    except OSError as e:
+        message, fix = explain(e, tmp_path / "raw")
+    assert message.startswith(f"{tmp_path / 'raw'} is a file where a folder must be")
+    assert f"mv {tmp_path / 'raw'} {tmp_path / 'raw'}.old" in fix

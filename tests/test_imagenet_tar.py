@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from core.findings import human_bytes
 from fetchers.download import NotEnoughSpace
 from fetchers.imagenet_tar import (
     ExistingTreeDiffers,
@@ -88,7 +91,7 @@ def test_face_blurred_tar_gz_keeps_jpg_names_and_allows_three_missing(tmp_path, 
 
 def test_face_blurred_tar_missing_more_than_three_is_refused(tmp_path, root, synsets) -> None:
     tar = write_val_tar(tmp_path / "val_blurred.tar", LABELS, variant="face-blurred", ids=range(1, 9))
-    with pytest.raises(ReorganizeError, match=r"4 missing images \(at most 3 may be;"):
+    with pytest.raises(ReorganizeError, match=r"missing images \(at most 3 may be; .*\) — 4 of 12 \(33.33%\) — first: id 9, id 10"):
         reorganize_imagenet_tar(tar, root, synsets, **QUIET)
     assert not (root / "imagenet_val").exists()
 
@@ -105,7 +108,7 @@ def test_face_blurred_image_in_the_wrong_class_folder_is_refused(tmp_path, root,
 
 def test_official_tar_missing_an_image_is_refused(tmp_path, root, synsets) -> None:
     tar = write_val_tar(tmp_path / "v.tar", LABELS, ids=[i for i in range(1, 13) if i != 9])
-    with pytest.raises(ReorganizeError, match=r"1 missing images \(at most 0 may be; .*\), e.g. id 9"):
+    with pytest.raises(ReorganizeError, match=r"missing images \(at most 0 may be; .*\) — 1 of 12 \(8.33%\) — id 9\b"):
         reorganize_imagenet_tar(tar, root, synsets, **QUIET)
     assert not (root / "imagenet_val").exists()
 
@@ -138,11 +141,11 @@ def test_unsafe_members_are_refused(tmp_path, root, synsets, bad, words) -> None
 @pytest.mark.parametrize(
     ("extra", "words"),
     [
-        ([member("README.txt")], "1 unknown members, e.g. README.txt"),
+        ([member("README.txt")], "unknown members — README.txt"),
         ([member("ILSVRC2012_val_00000001.jpeg")], "unknown members"),  # wrong case for the flat release
         ([member("ILSVRC2012_val_1.JPEG")], "unknown members"),
         ([member("ILSVRC2012_val_00000013.JPEG")], "image ids outside 1..12"),
-        ([member("ILSVRC2012_val_00000004.JPEG", tiny_jpeg())], "1 duplicate images"),
+        ([member("ILSVRC2012_val_00000004.JPEG", tiny_jpeg())], "duplicate images — ILSVRC2012_val_00000004.JPEG"),
         ([member("val_blurred/n01440764/ILSVRC2012_val_00000004.jpg")], "flat and face-blurred mixed"),
     ],
     ids=["readme", "lowercase", "short-id", "out-of-range", "duplicate", "mixed"],
@@ -155,17 +158,67 @@ def test_unexpected_members_are_reported(tmp_path, root, synsets, extra, words) 
     assert not (root / "imagenet_val").exists()
 
 
-@pytest.mark.parametrize(("cut", "words"), [
-    (6 * 5632 + 512 + 2000, "truncated or corrupt"),  # inside a member's data (members are 5632 bytes)
-    (6 * 5632 + 200, "6 missing images"),  # inside a header: tarfile sees the end of the archive
-])
-def test_truncated_tar_is_reported(tmp_path, root, synsets, cut, words) -> None:
-    full = write_val_tar(tmp_path / "full.tar", LABELS, body=os.urandom(5000))
+MEMBER = 5632  # bytes per member of a tar with 5,000-byte bodies: a 512-byte header + the body padded to 512
+
+
+def cut_tar(tmp_path: Path, labels: list[str], cut: int) -> Path:
+    full = write_val_tar(tmp_path / "full.tar", labels, body=os.urandom(5000))
     truncated = tmp_path / "cut.tar"
     truncated.write_bytes(full.read_bytes()[:cut])
+    return truncated
+
+
+@pytest.mark.parametrize(("cut", "words"), [
+    (6 * MEMBER + 512 + 2000, "truncated or corrupt"),  # inside a member's data
+    (6 * MEMBER + 200, r"missing images \(.*\) — 6 of 12 \(50.00%\)"),  # inside a header: looks like the end
+])
+def test_truncated_tar_is_reported(tmp_path, root, synsets, cut, words) -> None:
     with pytest.raises(ReorganizeError, match=words):
-        reorganize_imagenet_tar(truncated, root, synsets, **QUIET)
+        reorganize_imagenet_tar(cut_tar(tmp_path, LABELS, cut), root, synsets, **QUIET)
     assert not (root / "imagenet_val").exists()
+
+
+def test_the_count_of_missing_images_is_the_count_not_the_examples(tmp_path, root) -> None:
+    labels = small_labels(n_classes=10, per_class=10)  # 100 images; the tar is cut after 40 of them
+    synsets = tmp_path / "synsets.txt"
+    synsets.write_text("\n".join(labels) + "\n")
+    with pytest.raises(ReorganizeError) as err:
+        reorganize_imagenet_tar(cut_tar(tmp_path, labels, 40 * MEMBER + 200), root, synsets, **QUIET)
+    message = str(err.value)
+    assert "— 60 of 100 (60.00%) — first: id " in message and "(+55 more)" in message, message
+
+
+def test_a_refused_tar_names_the_partial_tree_it_kept_and_its_removal_works(tmp_path, root, synsets) -> None:
+    with pytest.raises(ReorganizeError) as err:
+        reorganize_imagenet_tar(cut_tar(tmp_path, LABELS, 6 * MEMBER + 200), root, synsets, **QUIET)
+    partial = root / ".imagenet_val.partial"
+    files = [p for p in partial.rglob("*") if p.is_file()]
+    size = human_bytes(sum(p.stat().st_size for p in files))
+    message = str(err.value)
+    assert f"the partial tree {partial} ({len(files)} files, {size}) was kept" in message, message
+    assert "a rerun with the same tar resumes it" in message
+    command = re.search(r"rm -rf \S+", message).group(0).rstrip(".")
+    assert command == f"rm -rf {partial}"
+    subprocess.run(shlex.split(command), check=True)  # the printed removal does what it says
+    assert not partial.exists()
+    assert reorganize_imagenet_tar(write_val_tar(tmp_path / "v.tar", LABELS), root, synsets, **QUIET).n_images == 12
+
+
+def test_a_refused_tar_without_a_partial_tree_says_nothing_about_one(tmp_path, root, synsets) -> None:
+    tar = write_val_tar(tmp_path / "v.tar", LABELS, ids=[], extra=[member("../evil.JPEG")])
+    with pytest.raises(UnsafeMember) as err:
+        reorganize_imagenet_tar(tar, root, synsets, **QUIET)
+    assert "partial tree" not in str(err.value)  # the first member was refused: nothing was written
+    assert not any(p.is_file() for p in (root / ".imagenet_val.partial").rglob("*"))
+
+
+def test_an_unreadable_state_marker_restarts_the_partial_tree(tmp_path, root, synsets) -> None:
+    tar = write_val_tar(tmp_path / "v.tar", LABELS)
+    with pytest.raises(Interrupt):
+        reorganize_imagenet_tar(tar, root, synsets, progress=InterruptingBar(after=5))
+    (root / ".imagenet_val.json").write_text("{not json")
+    result = reorganize_imagenet_tar(tar, root, synsets, **QUIET)
+    assert result.n_written == 12 and tree(root / "imagenet_val") == expected_tree()
 
 
 def test_not_a_tar_is_reported(tmp_path, root, synsets) -> None:

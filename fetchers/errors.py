@@ -1,0 +1,116 @@
+"""The one error root of the fetchers, and how any failure becomes a message plus a fix.
+
+Everything a fetcher raises on purpose derives from :class:`FetchError`: ``message`` says what went
+wrong (and what was left as it was), ``fix`` what to do, kept apart so the report can show each once.
+:func:`explain` turns any exception (ours, an ``OSError`` from the file system, a client's error)
+into that pair, so a failed fetch is always an asset's outcome with a fix that names the cause.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+from pathlib import Path
+
+from core.options import OPTIONS
+from core.redact import redact
+
+
+class FetchError(RuntimeError):
+    """A fetch that cannot succeed as things are; ``message`` says why, ``fix`` what to do."""
+
+    def __init__(self, message: str, fix: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+
+    def __str__(self) -> str:
+        return f"{self.message.rstrip('.')}. Fix: {self.fix}" if self.fix else self.message
+
+
+class FetchInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a fetch: the one line to print says what was left and that a rerun resumes.
+
+    A KeyboardInterrupt still (pytest and Python treat it as an interrupt); its text names no
+    exception type, so pytest shows it as one line, without a traceback.
+    """
+
+
+PROJECT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_ROOT = PROJECT / OPTIONS["data-root"].default  # relative to the project, as under pytest
+
+
+def fetch_command(flag: str, data_root: Path | None = None) -> str:
+    """The command that (re)fetches with ``flag`` into ``data_root`` (named only when not the default)."""
+    named = data_root is not None and Path(data_root).absolute() != DEFAULT_DATA_ROOT
+    return f"python -m fetchers {flag}" + (f" --data-root={data_root}" if named else "")
+
+
+_FIX = re.compile(r"\s*\bFix:\s*", re.IGNORECASE)
+
+
+def explain(e: BaseException, data_root: Path | None = None) -> tuple[str, str]:
+    """(message, fix) for any failure of a fetch, on one line each, redacted."""
+    if isinstance(e, FetchError) or (isinstance(getattr(e, "message", None), str)
+                                     and isinstance(getattr(e, "fix", None), str)):  # DownloadError, until it is one
+        message, fix = e.message, e.fix
+    elif isinstance(e, OSError) and e.errno is not None and not _has_fix(e):
+        message, fix = _os_error(e, data_root)
+    else:
+        # Transitional, for errors of modules that still write the fix into the text (". Fix: …"):
+        # the last "Fix:" is the one for the whole failure.
+        text = str(e) or type(e).__name__
+        last = ([None] + list(_FIX.finditer(text)))[-1]
+        message, fix = (text[:last.start()], text[last.end():]) if last else (text, "")
+        if not fix and not isinstance(e, (RuntimeError, ValueError)):
+            message = f"{type(e).__name__}: {message}"
+    return _one_line(message), _one_line(fix)
+
+
+def _has_fix(e: BaseException) -> bool:
+    return bool(_FIX.search(str(e)))
+
+
+def _one_line(text: str) -> str:
+    return redact(" ".join(str(text).split())).rstrip()
+
+
+def _blocker(path: Path) -> Path | None:
+    """The first component of ``path`` that exists and is not a folder (or ``path`` itself)."""
+    for candidate in (*reversed(path.parents), path):
+        if candidate.exists() and not candidate.is_dir():
+            return candidate
+    return None
+
+
+def _os_error(e: OSError, data_root: Path | None) -> tuple[str, str]:
+    """A file-system fault in words: what failed, on which path, and the way out that fits the cause."""
+    path = e.filename if e.filename is not None else (data_root or "")
+    where = f"{path}" + (f" -> {e.filename2}" if e.filename2 else "")
+    reason = e.strerror or type(e).__name__
+    root = f" --data-root={data_root}" if data_root else ""
+    choose = "choose a writable --data-root=PATH (or PREFLIGHT_DATA_ROOT)"
+    if e.errno == errno.EROFS:
+        return (f"the data root is read-only: {where} ({reason}); nothing was changed there",
+                f"{choose}, or remount{root and ' ' + str(data_root)} read-write, then rerun")
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return (f"permission denied: {where} ({reason}); nothing was changed there",
+                f"make it writable for this user (check its owner, mode and `lsattr -d {path}` for the immutable "
+                f"flag), or {choose}; then rerun")
+    if e.errno == errno.ENOSPC or e.errno == errno.EDQUOT:
+        return (f"no space left on the device (or quota exceeded) while writing {where}",
+                f"free space there (`df -h {path}`), or {choose}; then rerun (finished files are kept)")
+    if e.errno in (errno.ENOTDIR, errno.EEXIST):
+        blocker = _blocker(Path(path)) if path else None
+        if blocker is not None:
+            return (f"{blocker} is a file where a folder must be (needed for {path}); it was left as it is",
+                    f"move it aside (mv {blocker} {blocker}.old) or {choose}; then rerun")
+    if e.errno == errno.EBUSY:
+        return (f"{where} is a mount point or in use and cannot be replaced by the fetch ({reason}); "
+                "it was left as it is",
+                f"unmount it, or {choose} and copy the result in; then rerun")
+    if e.errno == errno.ENOTEMPTY:
+        return (f"{where} is not empty ({reason}); it was left as it is",
+                f"move it aside (mv {path} {path}.old), then rerun")
+    return (f"{type(e).__name__} on {where}: {reason}",
+            f"check that {path} is on a working, writable file system, or {choose}; then rerun")
