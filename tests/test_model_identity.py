@@ -454,3 +454,15 @@ def test_impostor_weights_are_replaced_by_the_printed_fix(pytester, world, hub):
     run_fix(row["fix_commands"], world, "clip_b32")
     again = run_checks(pytester, "-m", "clip", world=world)
     assert again.failed() == set() and again.status("clip_b32") == "ready", again.result.stdout.str()
+
+
+def test_bin_only_snapshot_gets_the_pinned_safetensors_from_the_printed_fix(pytester, world, hub):
+    serve_tiny_repo(hub, world, CLIP_B)
+    bin_only(cache_of(world), CLIP_B)
+    run = run_checks(pytester, "-m", "clip and not model", world=world)
+    row = next(a for a in run.report["assets"] if a["name"] == "clip_b32")
+    assert row["status"] == "broken" and row["fix_commands"] == ["python -m fetchers --clip"], row
+    run_fix(row["fix_commands"], world, "clip_b32")
+    again = run_checks(pytester, "-m", "clip", world=world)
+    assert again.failed() == set() and again.status("clip_b32") == "ready", again.result.stdout.str()
+    assert (snapshot_dir(cache_of(world), CLIP_B) / "open_clip_model.safetensors").is_symlink()
