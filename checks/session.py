@@ -17,6 +17,7 @@ import pytest
 
 from checks.selection import Selection
 from core.findings import Fix
+from core.hf_cache import offline_requested
 from core.options import OPTIONS, OptionError, Origin, Resolved, resolve
 from core.registry import ASSETS, Asset
 from core.world import World
@@ -106,7 +107,7 @@ class Checkup:
         fix = asset.fix
         if asset.name == "imagenet_val" and self.imagenet_tar:
             fix = Fix.run(f"python -m fetchers --reorganize-imagenet {self.imagenet_tar}")
-        env = "HF_HUB_OFFLINE=0 " if asset.kind == "model" and _offline_env() else ""
+        env = "HF_HUB_OFFLINE=0 " if asset.kind == "model" and offline_requested() else ""
         if fix.commands:
             fix = Fix.run(*(f"{env}{c}{self._root_flag(asset)}" if c.startswith("python -m fetchers") else c
                             for c in fix.commands))
@@ -201,11 +202,6 @@ NARROWED = pytest.StashKey[list]()  # what narrowed the run, besides -m
 
 def is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
-
-
-def _offline_env() -> bool:
-    return any(os.environ.get(v, "").upper() in {"1", "ON", "YES", "TRUE"}
-               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
 def header_lines(checkup: Checkup) -> list[str]:

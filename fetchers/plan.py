@@ -19,7 +19,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from core.findings import human_bytes
-from core.hf_cache import cache_report
+from core.hf_cache import cache_report, weights_identity
 from core.imagenet_files import derive_wnid_to_label
 from core.presence import asset_state
 from core.registry import (
@@ -52,16 +52,6 @@ class FetchOutcome:
     fix: str = ""
     changed: bool = False  # something was written (downloaded, linked, reorganized)
 
-    # Transitional (issue 10): checks/plugin.py still reads an outcome as text and tests
-    # `.startswith("fetch failed")`; these two go once it reads ok / message / fix.
-    def __str__(self) -> str:
-        if self.ok:
-            return self.message
-        return f"fetch failed: {self.message}" + (f" — fix: {self.fix}" if self.fix else "")
-
-    def startswith(self, prefix: str | tuple[str, ...]) -> bool:
-        return str(self).startswith(prefix)
-
 
 def _summary(n_bytes: int, seconds: float, what: str = "fetched") -> str:
     return f"{what} {human_bytes(n_bytes)} in {seconds:.1f} s"
@@ -89,15 +79,19 @@ def rerun(world: World, flag: str) -> str:
 
 
 def needs_fetch(world: World, asset: Asset) -> bool:
-    """Would a fetch add something? Absent, a dangling link, or files missing (never: files that differ)."""
+    """Would a fetch add something? Absent, a dangling link, files missing; for a model also broken files
+    or weights other than the published ones (never: a user's data files that differ)."""
     state, _ = asset_state(world, asset)
     path = world.path(asset)
     if state == "absent" or (state == "broken" and path.is_symlink()):
         return True
     if asset.name == "imagenet_meta":
         return not all((path / name).is_file() for name in META_FILENAMES)
-    if asset.kind == "model":
-        return bool(cache_report(world.facts_for(asset), world.hf_cache).missing)
+    if asset.kind == "model":  # the HF cache is a cache: broken files and other weights are fetched again
+        facts = world.facts_for(asset)
+        report = cache_report(facts, world.hf_cache)
+        return bool(report.missing or report.broken) or \
+            weights_identity(facts, world.hf_cache).status in ("other", "unverified")
     return False
 
 

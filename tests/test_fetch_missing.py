@@ -270,3 +270,27 @@ def test_a_file_in_the_way_is_named_with_the_way_out(tmp_path):
         message, fix = explain(e, tmp_path / "raw")
     assert message.startswith(f"{tmp_path / 'raw'} is a file where a folder must be")
     assert f"mv {tmp_path / 'raw'} {tmp_path / 'raw'}.old" in fix
+
+
+def test_fetch_missing_repairs_a_corrupt_cached_file(pytester, tmp_path, monkeypatch, hub: FakeHub):
+    """The HF cache is a cache: an edited config.json blob is fetched again, and the row turns ready."""
+    clean_environment(monkeypatch)
+    world = build_tiny_world(tmp_path / "world")
+    repo = next(world.hf_cache.glob("models--timm--vit_base_patch32_clip_224.openai"))
+    snapshot = next((repo / "snapshots").iterdir())
+    repo_id = "timm/vit_base_patch32_clip_224.openai"
+    hub.add_repo(repo_id, {p.name: p.read_bytes() for p in snapshot.iterdir()}, sha=snapshot.name)
+    weights = snapshot / "open_clip_model.safetensors"
+    blob = weights.resolve()
+    blob.chmod(0o644)
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 0xFF  # same size, other bytes: only the hash (--deep) can tell
+    blob.write_bytes(bytes(data))
+    before = run_checks(pytester, "-m", "clip and not gpu", "--deep", world=tmp_path / "world")
+    assert before.status("clip_b32") == "broken"
+    row = next(a for a in before.report["assets"] if a["name"] == "clip_b32")
+    assert row["fix_commands"] and row["fix_commands"][0].startswith("rm -- ")
+    subprocess.run(row["fix_commands"][0], shell=True, check=True)  # the rm; the fetch follows here:
+    after = run_checks(pytester, "-m", "clip and not gpu", "--deep", "--fetch-missing", world=tmp_path / "world")
+    assert after.status("clip_b32") == "ready", after.result.stdout.str()
+    assert len(hub.downloads(repo_id, "open_clip_model.safetensors")) == 1
