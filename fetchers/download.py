@@ -58,8 +58,8 @@ from core.options import OPTIONS, OptionError, resolve
 from core.redact import redact  # re-exported: fetchers.download.redact
 from core.registry import RemoteFile
 
-CHUNK_SIZE = 4 << 20  # bytes per buffer: large enough that per-buffer Python overhead is negligible
-BUFFERS = 6  # buffers in flight (received, waiting to be hashed): at most 24 MiB
+CHUNK_SIZE = 1 << 20  # bytes per buffer: per-buffer Python overhead negligible, still warm in cache when hashed
+BUFFERS = 8  # buffers in flight (received, waiting to be hashed): at most 8 MiB
 COMMIT_EVERY = 0.25  # s: on a slow link a buffer is written (and shown) at least this often
 STALL_MIN_BYTES = 16 << 10  # an attempt that receives less than this in stall_seconds has stalled
 DEFAULT_STALL_SECONDS = 60.0
@@ -83,38 +83,37 @@ class ProgressBar(Protocol):
 Progress = Callable[[str, int, str], ProgressBar]
 
 
+def _iec_tqdm() -> type:
+    """tqdm with an ``{iec}`` field: done, total and rate in IEC units (tqdm's own scaling says "MB" for MiB)."""
+    from tqdm import tqdm
+
+    class IecTqdm(tqdm):
+        @property
+        def format_dict(self) -> dict:
+            d = super().format_dict
+            rate = d.get("rate") or (d["n"] / d["elapsed"] if d.get("elapsed") else 0)
+            d["iec"] = (f"{human_bytes(d['n'])} of {human_bytes(d['total'] or 0)}"
+                        + (f", {human_bytes(rate)}/s" if rate else ""))
+            return d
+
+    return IecTqdm
+
+
 class _TqdmBar:
     def __init__(self, desc: str, total: int, unit: str) -> None:
         from tqdm import tqdm
 
-        self._bytes = unit == "B"
-        self._total = total
-        self._t0 = time.monotonic()
-        if self._bytes:  # tqdm's own scaling says "MB" for MiB: sizes and rate in IEC units, by hand
-            self._bar = tqdm(total=total, desc=desc, unit="B", dynamic_ncols=True, leave=True,
-                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
-            self._show()
+        if unit == "B":
+            self._bar = _iec_tqdm()(total=total, desc=desc, unit="B", dynamic_ncols=True, leave=True,
+                                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {iec}")
         else:
             self._bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=True)
 
-    def _show(self) -> None:
-        elapsed = max(time.monotonic() - self._t0, 1e-9)
-        rate = f", {human_bytes(self._bar.n / elapsed)}/s" if self._bar.n else ""
-        self._bar.set_postfix_str(f"{human_bytes(self._bar.n)} of {human_bytes(self._total)}{rate}", refresh=False)
-
     def update(self, n: int) -> None:
-        if self._bytes:
-            self._bar.n += n  # set before update(0) so the shown text and the bar agree
-            self._show()
-            self._bar.update(0)
-        else:
-            self._bar.update(n)
+        self._bar.update(n)
 
     def reset(self, pos: int) -> None:
         self._bar.n = pos
-        self._t0 = time.monotonic()
-        if self._bytes:
-            self._show()
         self._bar.refresh()
 
     def note(self, line: str) -> None:

@@ -719,3 +719,16 @@ def test_messages_use_iec_units(served, tmp_path: Path) -> None:
     notes = [e[1] for e in events if e[0] == "note"]
     assert len(notes) == 1 and "resuming at 19.5 KiB of 34.5 KiB" in notes[0], notes
     assert events[-1][1].startswith("fetched small.json (34.5 KiB in ")
+
+
+def test_terminal_progress_bar_shows_iec_units(capsys) -> None:
+    from fetchers.download import tqdm_progress
+
+    bar = tqdm_progress("imagenet_class_index.json", 35_363, "B")
+    bar.update(20_000)
+    bar.note("a retry line")
+    bar.update(15_363)
+    bar.close("")
+    err = capsys.readouterr().err
+    assert "34.5 KiB of 34.5 KiB" in err and "iB/s" in err and "a retry line\n" in err
+    assert not [u for u in (" MB", " kB", "0.0 MB", "MB/s") if u in err], err
