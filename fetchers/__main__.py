@@ -60,6 +60,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", type=Path, default=None, help="default: $PREFLIGHT_DATA_ROOT or data/raw")
     p.add_argument("--coco-source", choices=("kaggle", "official"), default=None,
                    help="default: $PREFLIGHT_COCO_SOURCE or kaggle")
+    p.add_argument("--stall-seconds", default=None, help=OPTIONS["stall-seconds"].help)
     return p
 
 
@@ -78,7 +79,7 @@ def ini_values(path: Path = PROJECT / "pytest.ini") -> dict[str, str]:
 
 def settings_from(args: argparse.Namespace) -> dict:
     ini = ini_values()
-    cli = {"data-root": args.data_root, "coco-source": args.coco_source}
+    cli = {"data-root": args.data_root, "coco-source": args.coco_source, "stall-seconds": args.stall_seconds}
     for flag, names in GROUPS.items():
         if option := _input_of(names):
             cli[option] = getattr(args, _dest(flag))
@@ -87,8 +88,7 @@ def settings_from(args: argparse.Namespace) -> dict:
         opt = OPTIONS[name]
         resolved = resolve(opt, None if value is None else str(value), os.environ, ini.get(opt.ini), "pytest.ini")
         out[name] = resolved.value
-        if name == "data-root" and resolved.source in ("default", "ini key preflight_data_root in pytest.ini") \
-                and not resolved.value.is_absolute():
+        if name == "data-root" and not resolved.given_by_user and not resolved.value.is_absolute():
             out[name] = PROJECT / resolved.value  # relative to the project, as under pytest
     return out
 

@@ -57,6 +57,7 @@ from core.hashing import sha256_file
 from core.options import OPTIONS, OptionError, resolve
 from core.redact import redact  # re-exported: fetchers.download.redact
 from core.registry import RemoteFile
+from fetchers.errors import FetchError
 
 CHUNK_SIZE = 1 << 20  # bytes per buffer: per-buffer Python overhead negligible, still warm in cache when hashed
 BUFFERS = 8  # buffers in flight (received, waiting to be hashed): at most 8 MiB
@@ -184,19 +185,8 @@ def _note(bar: ProgressBar, line: str) -> None:
 
 
 # --- errors ----------------------------------------------------------------------------------
-class DownloadError(RuntimeError):
-    """A download failed: ``message`` says what and why (one line), ``fix`` what to do.
-
-    ``str()`` is ``"<message> Fix: <fix>"``; a subclass may pass the whole text as ``message``.
-    """
-
-    def __init__(self, message: str, fix: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.fix = fix
-
-    def __str__(self) -> str:
-        return f"{self.message} Fix: {self.fix}" if self.fix else self.message
+class DownloadError(FetchError):
+    """A download failed: ``message`` says what and why (one line), ``fix`` what to do."""
 
 
 class ExistingFileDiffers(DownloadError):

@@ -34,7 +34,7 @@ from filelock import FileLock
 
 from core.registry import COCO_KAGGLE_HANDLE, COCO_KAGGLE_PATH
 from fetchers.download import DownloadError, ExistingFileDiffers, FetchResult
-from fetchers.errors import FetchError, fetch_command
+from fetchers.errors import fetch_command
 
 ENDPOINT_ENV = "PREFLIGHT_KAGGLE_ENDPOINT"
 LINK_NAME = "coco_val2017"
@@ -42,7 +42,7 @@ TOKEN_PAGE = "https://www.kaggle.com/settings"
 _ENDPOINT_LOCK = threading.Lock()
 
 
-class KaggleFetchError(DownloadError, FetchError):
+class KaggleFetchError(DownloadError):
     """A Kaggle download failed; ``message`` says why, ``fix`` what to do; neither holds a secret.
 
     (DownloadError first: once it derives from FetchError itself the order stays consistent.)

@@ -113,7 +113,7 @@ def fetch_imagenet_meta(world: World, settings: dict) -> FetchOutcome:
     t0, total = time.monotonic(), 0
     for remote in IMAGENET_META_FILES.values():
         pinned = replace(remote, size=pins[remote.filename][0], sha256=pins[remote.filename][1])
-        total += fetch_file(pinned, folder).bytes_downloaded
+        total += fetch_file(pinned, folder, stall_seconds=settings.get("stall-seconds")).bytes_downloaded
     wrote = _derive_wnid_to_label(folder, rerun(world, "--imagenet-map"))
     if not total and not wrote:
         return FetchOutcome("imagenet_meta", True, "already there (pinned sizes and sha256 match)")
@@ -188,7 +188,7 @@ def fetch_coco_official(world: World, settings: dict) -> FetchOutcome:
     t0 = time.monotonic()
     _refuse_existing(world.path("coco_val2017"))  # before 815 MB of download, not after
     downloads = world.data_root / DOWNLOADS
-    result = fetch_file(COCO_VAL_ZIP, downloads)
+    result = fetch_file(COCO_VAL_ZIP, downloads, stall_seconds=settings.get("stall-seconds"))
     extract_coco_zip(result.path, world.path("coco_val2017"))
     return FetchOutcome("coco_val2017", True,
                         _summary(result.bytes_downloaded, time.monotonic() - t0, "fetched and extracted"),
