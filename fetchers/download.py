@@ -57,7 +57,7 @@ from core.hashing import sha256_file
 from core.options import OPTIONS, OptionError, resolve
 from core.redact import redact  # re-exported: fetchers.download.redact
 from core.registry import RemoteFile
-from fetchers.errors import FetchError
+from fetchers.errors import FetchError, explain_os_error
 
 CHUNK_SIZE = 1 << 20  # bytes per buffer: per-buffer Python overhead negligible, still warm in cache when hashed
 BUFFERS = 8  # buffers in flight (received, waiting to be hashed): at most 8 MiB
@@ -538,26 +538,9 @@ def _place(tmp: Path, final: Path, remote: RemoteFile) -> None:
 
 
 def _fs_error(e: OSError, doing: str) -> DownloadError:
-    """A file-system failure as a DownloadError whose fix names the cause."""
-    where = f"{e.filename}" if e.filename else doing
-    reason = e.strerror or type(e).__name__
-    choose = "choose a writable --data-root=PATH (or PREFLIGHT_DATA_ROOT)"
-    if e.errno == errno.EROFS:
-        return DownloadError(f"the data root is read-only: {where} ({reason}) while {doing}; nothing was changed",
-                             f"{choose}, or remount it read-write; then rerun")
-    if e.errno in (errno.EACCES, errno.EPERM):
-        return DownloadError(f"permission denied: {where} ({reason}) while {doing}; nothing was changed",
-                             f"make it writable for this user (owner, mode, `lsattr -d` for the immutable flag), "
-                             f"or {choose}; then rerun")
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return DownloadError(f"no space left on the device (or quota exceeded) while {doing}",
-                             f"free space there (`df -h {where}`), or {choose}; then rerun")
-    if e.errno in (errno.ENOTDIR, errno.EEXIST):
-        return DownloadError(f"a file or a dangling symlink is where a folder must be: {where} ({reason}) "
-                             f"while {doing}; it was left as it is",
-                             f"move it aside (or create the folder it points to), or {choose}; then rerun")
-    return DownloadError(f"{type(e).__name__} while {doing}: {where}: {reason}",
-                         f"check that the file system there works and is writable, or {choose}; then rerun")
+    """A file-system failure as a DownloadError whose fix names the cause (fetchers.errors' one rule)."""
+    message, fix = explain_os_error(e)
+    return DownloadError(f"{message} (while {doing})", fix)
 
 
 def _verify_existing(final: Path, remote: RemoteFile) -> None:

@@ -55,7 +55,7 @@ def explain(e: BaseException, data_root: Path | None = None) -> tuple[str, str]:
                                      and isinstance(getattr(e, "fix", None), str)):  # DownloadError, until it is one
         message, fix = e.message, e.fix
     elif isinstance(e, OSError) and e.errno is not None and not _has_fix(e):
-        message, fix = _os_error(e, data_root)
+        message, fix = explain_os_error(e, data_root)
     else:
         # Transitional, for errors of modules that still write the fix into the text (". Fix: …"):
         # the last "Fix:" is the one for the whole failure.
@@ -78,12 +78,12 @@ def _one_line(text: str) -> str:
 def _blocker(path: Path) -> Path | None:
     """The first component of ``path`` that exists and is not a folder (or ``path`` itself)."""
     for candidate in (*reversed(path.parents), path):
-        if candidate.exists() and not candidate.is_dir():
+        if (candidate.exists() and not candidate.is_dir()) or (candidate.is_symlink() and not candidate.exists()):
             return candidate
     return None
 
 
-def _os_error(e: OSError, data_root: Path | None) -> tuple[str, str]:
+def explain_os_error(e: OSError, data_root: Path | None = None) -> tuple[str, str]:
     """A file-system fault in words: what failed, on which path, and the way out that fits the cause."""
     path = e.filename if e.filename is not None else (data_root or "")
     where = f"{path}" + (f" -> {e.filename2}" if e.filename2 else "")
@@ -103,7 +103,8 @@ def _os_error(e: OSError, data_root: Path | None) -> tuple[str, str]:
     if e.errno in (errno.ENOTDIR, errno.EEXIST):
         blocker = _blocker(Path(path)) if path else None
         if blocker is not None:
-            return (f"{blocker} is a file where a folder must be (needed for {path}); it was left as it is",
+            what = "a dangling symlink" if blocker.is_symlink() and not blocker.exists() else "a file"
+            return (f"{blocker} is {what} where a folder must be (needed for {path}); it was left as it is",
                     f"move it aside (mv {blocker} {blocker}.old) or {choose}; then rerun")
     if e.errno == errno.EBUSY:
         return (f"{where} is a mount point or in use and cannot be replaced by the fetch ({reason}); "
