@@ -147,6 +147,10 @@ class ModelFacts:
     weights_size: int = 0
     weights_sha256: str = ""
 
+    def __post_init__(self) -> None:
+        if not self.approx_weight_bytes and self.weights_size:  # the pinned file is the estimate
+            object.__setattr__(self, "approx_weight_bytes", self.weights_size)
+
 
 SIGLIP2_FILES: tuple[str | tuple[str, ...], ...] = (
     "config.json",
@@ -200,6 +204,13 @@ def _with_experiments(*phases: str) -> frozenset[str]:
 ALL_PHASES = _with_experiments(*PHASES)
 FETCH = "python -m fetchers"
 
+
+def _model(name: str, title: str, family: str, facts: ModelFacts, required_in: frozenset[str],
+           optional_in: frozenset[str] = frozenset()) -> Asset:
+    """A model asset: it lives in the Hugging Face cache under its repo id; ``--<family>`` fetches it."""
+    return Asset(name, title, family, "model", facts.repo_id, required_in=required_in, optional_in=optional_in,
+                 fix=Fix.run(f"{FETCH} --{family}"), fetch_flag=f"--{family}", facts=facts)
+
 ASSETS: dict[str, Asset] = {
     a.name: a
     for a in (
@@ -242,68 +253,32 @@ ASSETS: dict[str, Asset] = {
             approx_bytes=COCO_VAL_ZIP.size,
             facts=CocoFacts(),
         ),
-        Asset(
-            "siglip2_base",
-            "SigLIP2 base-patch16-224",
-            "siglip2",
-            "model",
-            "google/siglip2-base-patch16-224",
-            required_in=frozenset({"phase1", "exp4"}),
-            optional_in=_with_experiments("phase2", "phase3"),
-            fix=Fix.run(f"{FETCH} --siglip2"),
-            fetch_flag="--siglip2",
-            facts=ModelFacts("transformers", "google/siglip2-base-patch16-224", 768, 224, 64, SIGLIP2_FILES,
-                             approx_weight_bytes=1_500_800_904,
-                             revision="75de2d55ec2d0b4efc50b3e9ad70dba96a7b2fa2",
-                             weights_file="model.safetensors", weights_size=1_500_800_904,
-                             weights_sha256="612923381c76ec5a9bed335d1c48827e3f2e506ac31b044b63b2031fadee6a0b"),
-        ),
-        Asset(
-            "siglip2_so400m",
-            "SigLIP2 so400m-patch14-384",
-            "siglip2",
-            "model",
-            "google/siglip2-so400m-patch14-384",
-            required_in=frozenset({"phase1", "exp4"}),
-            optional_in=_with_experiments("phase2", "phase3"),
-            fix=Fix.run(f"{FETCH} --siglip2"),
-            fetch_flag="--siglip2",
-            facts=ModelFacts("transformers", "google/siglip2-so400m-patch14-384", 1152, 384, 64, SIGLIP2_FILES,
-                             approx_weight_bytes=4_544_143_072,
-                             revision="e8e487298228002f3d8a82e0cd5c8ea9c567f57f",
-                             weights_file="model.safetensors", weights_size=4_544_143_072,
-                             weights_sha256="9f4f4a49f908ef0c979bce8ff5a5c0e88882dc6c5dc4304387cbbd152558e2c2"),
-        ),
-        Asset(
-            "clip_b32",
-            "CLIP ViT-B/32 (open_clip, openai)",
-            "clip",
-            "model",
-            "timm/vit_base_patch32_clip_224.openai",
-            required_in=ALL_PHASES,
-            fix=Fix.run(f"{FETCH} --clip"),
-            fetch_flag="--clip",
-            facts=ModelFacts("open_clip", "timm/vit_base_patch32_clip_224.openai", 512, 224, 77, OPEN_CLIP_FILES,
-                             open_clip_name="ViT-B-32-quickgelu", approx_weight_bytes=605_143_284,
-                             revision="a6f597a30f7b82c51704746581f9a4e41421e878",
-                             weights_file="open_clip_model.safetensors", weights_size=605_143_284,
-                             weights_sha256="e6d1bd7789aa45192b3bf90570a789b478bae1b74ebcce7eddd908e83a2b7c31"),
-        ),
-        Asset(
-            "clip_l14",
-            "CLIP ViT-L/14 (open_clip, openai)",
-            "clip",
-            "model",
-            "timm/vit_large_patch14_clip_224.openai",
-            required_in=ALL_PHASES,
-            fix=Fix.run(f"{FETCH} --clip"),
-            fetch_flag="--clip",
-            facts=ModelFacts("open_clip", "timm/vit_large_patch14_clip_224.openai", 768, 224, 77, OPEN_CLIP_FILES,
-                             open_clip_name="ViT-L-14-quickgelu", approx_weight_bytes=1_710_517_724,
-                             revision="18d0535469bb561bf468d76c1d73aa35156c922b",
-                             weights_file="open_clip_model.safetensors", weights_size=1_710_517_724,
-                             weights_sha256="9ce2e8a8ebfff3793d7d375ad6d3c35cb9aebf3de7ace0fc7308accab7cd207e"),
-        ),
+        _model("siglip2_base", "SigLIP2 base-patch16-224", "siglip2",
+               ModelFacts("transformers", "google/siglip2-base-patch16-224", 768, 224, 64, SIGLIP2_FILES,
+                          revision="75de2d55ec2d0b4efc50b3e9ad70dba96a7b2fa2",
+                          weights_file="model.safetensors", weights_size=1_500_800_904,
+                          weights_sha256="612923381c76ec5a9bed335d1c48827e3f2e506ac31b044b63b2031fadee6a0b"),
+               required_in=frozenset({"phase1", "exp4"}), optional_in=_with_experiments("phase2", "phase3")),
+        _model("siglip2_so400m", "SigLIP2 so400m-patch14-384", "siglip2",
+               ModelFacts("transformers", "google/siglip2-so400m-patch14-384", 1152, 384, 64, SIGLIP2_FILES,
+                          revision="e8e487298228002f3d8a82e0cd5c8ea9c567f57f",
+                          weights_file="model.safetensors", weights_size=4_544_143_072,
+                          weights_sha256="9f4f4a49f908ef0c979bce8ff5a5c0e88882dc6c5dc4304387cbbd152558e2c2"),
+               required_in=frozenset({"phase1", "exp4"}), optional_in=_with_experiments("phase2", "phase3")),
+        _model("clip_b32", "CLIP ViT-B/32 (open_clip, openai)", "clip",
+               ModelFacts("open_clip", "timm/vit_base_patch32_clip_224.openai", 512, 224, 77, OPEN_CLIP_FILES,
+                          open_clip_name="ViT-B-32-quickgelu",
+                          revision="a6f597a30f7b82c51704746581f9a4e41421e878",
+                          weights_file="open_clip_model.safetensors", weights_size=605_143_284,
+                          weights_sha256="e6d1bd7789aa45192b3bf90570a789b478bae1b74ebcce7eddd908e83a2b7c31"),
+               required_in=ALL_PHASES),
+        _model("clip_l14", "CLIP ViT-L/14 (open_clip, openai)", "clip",
+               ModelFacts("open_clip", "timm/vit_large_patch14_clip_224.openai", 768, 224, 77, OPEN_CLIP_FILES,
+                          open_clip_name="ViT-L-14-quickgelu",
+                          revision="18d0535469bb561bf468d76c1d73aa35156c922b",
+                          weights_file="open_clip_model.safetensors", weights_size=1_710_517_724,
+                          weights_sha256="9ce2e8a8ebfff3793d7d375ad6d3c35cb9aebf3de7ace0fc7308accab7cd207e"),
+               required_in=ALL_PHASES),
         Asset(
             "gpu",
             "CUDA GPU (kernel runs, memory, bf16)",
