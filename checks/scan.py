@@ -1,13 +1,33 @@
-"""One pass over an image tree: names, sizes and the first bytes of every file.
+"""One pass over an image tree: names, types, sizes and the first and last bytes of every file.
 
 Kept free of torch and PIL so the quick data checks stay light.
+
+Hostile trees are data, never a hang or a crash. The scan opens only what the directory entry
+(or a ``stat``) says is a regular file, and opens it with ``O_NONBLOCK`` and checks it again with
+``fstat`` in case it was swapped for a FIFO meanwhile. It follows symlinked folders as torchvision's
+ImageFolder does (``os.walk(followlinks=True)``), but remembers every folder by ``(st_dev, st_ino)``,
+so a link back up the tree (``class_dir/up -> ..``), a bind-mount loop or two links to one folder is
+reported once instead of walked forever. Dangling links, self-links (ELOOP), FIFOs, sockets, devices
+and folders that cannot be listed become entries with a ``problem``; the checks turn them into
+failing findings that name the file. Names are shown with :func:`shown`, which makes newlines and
+undecodable bytes (``surrogateescape``) readable instead of crashing the terminal.
+
+With a cache (``checks.deep.VerifyCache``), a file whose identity (size, mtime_ns, inode,
+ctime_ns) is unchanged since an earlier scan is not opened at all: a re-run costs a directory
+listing plus one ``stat`` per file.
 """
 
 from __future__ import annotations
 
+import errno
 import os
-from dataclasses import dataclass
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from checks.deep import VerifyCache
 
 JPEG_SIGNATURE = b"\xff\xd8\xff"
 JPEG_END = b"\xff\xd9"
@@ -15,6 +35,13 @@ JPEG_END = b"\xff\xd9"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 # Files that operating systems and tools drop into folders; harmless to ImageFolder.
 HARMLESS_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini", ".directory"})
+# No ImageNet or COCO val JPEG comes near this (the largest are a few MiB): a bigger file named like
+# an image is something else (a disk image, a tar, zeros), and --deep does not try to decode it.
+MAX_IMAGE_BYTES = 64 * 2**20
+HEAD_BYTES, TAIL_BYTES = 3, 2
+QUICK_KIND = "quick"  # the verify cache's namespace for head/tail bytes
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 def is_image_name(name: str) -> bool:
@@ -25,66 +52,250 @@ def is_harmless(name: str) -> bool:
     return name in HARMLESS_NAMES or name.startswith("._")
 
 
-@dataclass(frozen=True, slots=True)
-class FileEntry:
+def shown(name: str) -> str:
+    """``name`` fit for a terminal: undecodable bytes as ``\\xff``, newlines and tabs as ``\\n``, ``\\t``."""
+    if name.isprintable():
+        return name
+    text = os.fsencode(name).decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+class FileEntry(NamedTuple):
     rel: str  # path relative to the scanned root, with "/" separators
     name: str
     size: int
     mtime_ns: int
     head: bytes  # first bytes (empty for an empty file or when not read)
     tail: bytes = b""  # last 2 bytes: a JPEG ends with ff d9 unless it was cut short
+    ino: int = 0
+    ctime_ns: int = 0
+    problem: str = ""  # why it cannot be read as an image ("a FIFO, not a regular file", …); "" = fine
 
     @property
     def folder(self) -> str:
         return self.rel.rpartition("/")[0]
 
+    @property
+    def shown(self) -> str:
+        return shown(self.rel)
 
-def _walk(root: Path) -> tuple[list[tuple[str, os.DirEntry]], list[str]]:
-    """All files below root (following symlinked folders, like ImageFolder) and all folders."""
-    files: list[tuple[str, os.DirEntry]] = []
-    folders: list[str] = []
-    stack = [("", str(root))]
-    while stack:
-        prefix, path = stack.pop()
-        with os.scandir(path) as it:
-            for entry in it:
-                rel = f"{prefix}{entry.name}"
-                if entry.is_dir():
-                    folders.append(rel)
-                    stack.append((rel + "/", entry.path))
-                else:
-                    files.append((rel, entry))
-    return files, folders
+    @property
+    def identity(self) -> tuple[int, int, int, int]:
+        """What changes when the content can have changed: size, mtime, inode, ctime (set by the kernel)."""
+        return (self.size, self.mtime_ns, self.ino, self.ctime_ns)
+
+    @property
+    def readable(self) -> bool:
+        return not self.problem
 
 
-def _stat_head_tail(path: str, n: int) -> tuple[int, int, bytes, bytes]:
-    """(size, mtime_ns, first n bytes, last 2 bytes) with raw syscalls: 50,000 files in a fraction of a second."""
-    fd = os.open(path, os.O_RDONLY)
+@dataclass
+class Scan:
+    files: list[FileEntry]
+    folders: list[str]
+    # Folders not walked: "rel (why)" — loops, folders reached twice, folders that cannot be listed.
+    unwalkable: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # the cache's warnings, for asset.note
+    opened: int = 0  # files opened and read now (the rest came from the cache)
+
+
+def iec(n: float) -> str:
+    """IEC units, as everywhere in preflight: 512 B, 34.5 KiB, 2.0 GiB."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def kind_of(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    return "not a regular file"
+
+
+def _why(e: OSError) -> str:
+    return f"{type(e).__name__}: {e.strerror or e}"
+
+
+def _link_problem(dir_fd: int, name: str, e: OSError) -> str:
+    """Why following the symlink ``name`` failed, in words."""
+    try:
+        target = os.readlink(name, dir_fd=dir_fd)
+    except OSError:
+        target = "?"
+    if e.errno == errno.ELOOP:
+        return f"a symlink loop ({shown(name)} -> {shown(target)} never reaches a file)"
+    if e.errno in (errno.ENOENT, errno.ENOTDIR):
+        return f"a dangling symlink to {shown(target)}, which does not exist"
+    return f"a symlink to {shown(target)} that cannot be followed ({_why(e)})"
+
+
+def _read_head_tail(dir_fd: int, name: str) -> tuple[os.stat_result | None, bytes, bytes, str]:
+    """(stat, first bytes, last 2 bytes, problem) of a file believed to be regular."""
+    try:
+        fd = os.open(name, _OPEN_FLAGS, dir_fd=dir_fd)  # O_NONBLOCK: a FIFO swapped in cannot block us
+    except OSError as e:
+        return None, b"", b"", f"cannot be opened ({_why(e)})"
     try:
         st = os.fstat(fd)
-        if not n:
-            return st.st_size, st.st_mtime_ns, b"", b""
-        return st.st_size, st.st_mtime_ns, os.read(fd, n), os.pread(fd, 2, max(0, st.st_size - 2))
+        if not stat.S_ISREG(st.st_mode):
+            return st, b"", b"", f"{kind_of(st.st_mode)}, not a regular file"
+        if not st.st_size:
+            return st, b"", b"", ""
+        return st, os.read(fd, HEAD_BYTES), os.pread(fd, TAIL_BYTES, max(0, st.st_size - TAIL_BYTES)), ""
+    except OSError as e:
+        return None, b"", b"", f"cannot be read ({_why(e)})"
     finally:
         os.close(fd)
 
 
-def scan_tree(root: Path, read_heads: bool = True) -> tuple[list[FileEntry], list[str]]:
-    """Return (files, folders) below ``root``, with each file's first 3 and last 2 bytes.
+def scan_tree(root: Path, cache: VerifyCache | None = None) -> Scan:
+    """Every file below ``root`` with its first 3 and last 2 bytes; every folder; what could not be walked.
 
-    Serial on purpose: threads only add GIL contention to these cheap syscalls.
+    Serial on purpose: threads only add GIL contention to these cheap syscalls. With ``cache``,
+    unchanged files are not opened (their bytes come from the cache) and the new ones are added.
     """
-    raw, folders = _walk(root)
-    files = []
-    for rel, entry in raw:
+    root_s = str(root)
+    kind = f"{QUICK_KIND} {os.path.realpath(root_s)}"
+    known = cache.load(kind) if cache is not None else None
+    if known is not None and known.width != 4:
+        known = None
+    index = known.index if known is not None else {}
+    ids, values = (known.ids, known.values) if known is not None else (b"", [])
+    pack = known.packer.pack if known is not None else None
+    heads: dict[str, tuple[bytes, bytes]] = {}  # "ffd8ff:ffd9" -> the bytes: the same few values over and over
+    new = tuple.__new__  # FileEntry(...) without the keyword-argument machinery: 50,000 of them
+    hits = 0
+    files: list[FileEntry] = []
+    folders: list[str] = []
+    unwalkable: list[str] = []
+    seen: dict[tuple[int, int], str] = {}  # (st_dev, st_ino) -> the folder's rel path
+    opened = 0
+
+    def enter(rel: str, parent_fd: int | None, name: str) -> int | None:
+        """Open a folder to list it, unless it is one already walked (a loop or a second way in)."""
         try:
-            size, mtime_ns, head, tail = _stat_head_tail(entry.path, 3 if read_heads else 0)
-        except OSError:  # unreadable or a dangling symlink: report it as empty
-            size, mtime_ns, head, tail = 0, 0, b"", b""
-        files.append(FileEntry(rel, entry.name, size, mtime_ns, head, tail))
-    files.sort(key=lambda f: f.rel)
+            fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd) if parent_fd is not None else os.open(name, _DIR_FLAGS)
+        except OSError as e:
+            unwalkable.append(f"{shown(rel) or '.'} (cannot be opened: {_why(e)})")
+            return None
+        try:
+            st = os.fstat(fd)
+        except OSError as e:
+            os.close(fd)
+            unwalkable.append(f"{shown(rel) or '.'} (cannot be read: {_why(e)})")
+            return None
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            os.close(fd)
+            first = seen[key]
+            if first == "" or rel.startswith(first + "/"):
+                unwalkable.append(f"{shown(rel)} (a folder loop: it is {shown(first) or 'the root'} again, "
+                                  "so ImageFolder would walk it over and over)")
+            else:
+                unwalkable.append(f"{shown(rel)} (the same folder as {shown(first)}: "
+                                  "ImageFolder would load its images twice)")
+            return None
+        seen[key] = rel
+        return fd
+
+    root_fd = enter("", None, root_s)
+    stack: list[tuple[str, int]] = [("", root_fd)] if root_fd is not None else []
+    while stack:
+        prefix, dir_fd = stack.pop()
+        subdirs: list[tuple[str, str]] = []
+        try:
+            try:
+                with os.scandir(dir_fd) as it:
+                    entries = list(it)
+            except OSError as e:
+                unwalkable.append(f"{shown(prefix[:-1]) or '.'} (cannot be listed: {_why(e)})")
+                continue
+            for entry in entries:
+                name = entry.name
+                rel = prefix + name
+                try:
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                    is_reg = not is_dir and entry.is_file(follow_symlinks=False)
+                    st: os.stat_result | None = None
+                    if not is_dir and not is_reg:
+                        try:
+                            st = os.stat(name, dir_fd=dir_fd)  # follows a symlink
+                        except OSError as e:
+                            link = entry.is_symlink()
+                            files.append(FileEntry(rel, name, 0, 0, b"", b"", problem=(
+                                _link_problem(dir_fd, name, e) if link else f"cannot be read ({_why(e)})")))
+                            continue
+                        is_dir, is_reg = stat.S_ISDIR(st.st_mode), stat.S_ISREG(st.st_mode)
+                        if not is_dir and not is_reg:
+                            files.append(FileEntry(rel, name, 0, st.st_mtime_ns, b"", b"", st.st_ino, st.st_ctime_ns,
+                                                   f"{kind_of(st.st_mode)}, not a regular file"))
+                            continue
+                except OSError as e:  # the entry vanished or cannot be stat'ed
+                    files.append(FileEntry(rel, name, 0, 0, b"", b"", problem=f"cannot be read ({_why(e)})"))
+                    continue
+                if is_dir:
+                    subdirs.append((rel, name))
+                    continue
+                i = index.get(rel)
+                if i is not None:
+                    try:
+                        st = st or entry.stat()  # fstatat(dir_fd, name): no open, no read
+                    except OSError:
+                        st = None
+                    if st is not None and stat.S_ISREG(st.st_mode) and pack(
+                            st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns) == ids[i * 32:i * 32 + 32]:
+                        value = values[i]
+                        ht = heads.get(value)
+                        if ht is None:
+                            h, _, t = value.partition(":")
+                            ht = heads[value] = (bytes.fromhex(h), bytes.fromhex(t))
+                        files.append(new(FileEntry, (rel, name, st.st_size, st.st_mtime_ns, ht[0], ht[1], st.st_ino,
+                                                     st.st_ctime_ns, "")))
+                        hits += 1
+                        continue
+                st, head, tail, problem = _read_head_tail(dir_fd, name)
+                opened += 1
+                if st is None:
+                    files.append(FileEntry(rel, name, 0, 0, b"", b"", problem=problem))
+                else:
+                    files.append(FileEntry(rel, name, st.st_size, st.st_mtime_ns, head, tail, st.st_ino,
+                                           st.st_ctime_ns, problem))
+            for rel, name in sorted(subdirs, reverse=True):
+                fd = enter(rel, dir_fd, name)
+                if fd is not None:
+                    folders.append(rel)
+                    stack.append((rel + "/", fd))
+        finally:
+            os.close(dir_fd)
+    files.sort()
     folders.sort()
-    return files, folders
+    notes: list[str] = []
+    if cache is not None:
+        changed = bool(opened) or hits != (len(known) if known is not None else 0)
+        if changed:  # else the cache holds exactly these files already
+            hexes: dict[tuple[bytes, bytes], str] = {}
+            rows = []
+            for f in files:
+                if not f.problem:
+                    value = hexes.get((f.head, f.tail))
+                    if value is None:
+                        value = hexes[f.head, f.tail] = f"{f.head.hex()}:{f.tail.hex()}"
+                    rows.append((f.rel, (f.size, f.mtime_ns, f.ino, f.ctime_ns), value))
+            cache.save(kind, rows)
+        else:
+            cache.save(kind, known, changed=False)  # merges the files of concurrent writers, if any
+        notes = cache.take_notes()
+    return Scan(files, folders, unwalkable, notes, opened)
 
 
 def has_jpeg_signature(entry: FileEntry) -> bool:

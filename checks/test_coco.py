@@ -4,22 +4,44 @@ import pytest
 
 from checks import coco
 from checks.deep import check_decodes, shard
-from checks.imagenet import check_jpeg_end, check_jpeg_signature, check_not_empty
+from checks.imagenet import (
+    check_jpeg_end,
+    check_jpeg_signature,
+    check_not_empty,
+    check_readable,
+    check_sizes,
+    check_walkable,
+)
 from checks.plugin import expect_none
 
 pytestmark = pytest.mark.asset("coco_val2017")
 
 
+@pytest.fixture(scope="session")
+def coco_scan(checkup):
+    """One scan per session, through the verify cache: unchanged files are not opened again."""
+    world = checkup.world
+    return coco.scan_coco(world.path("coco_val2017"), world.facts_for("coco_val2017"), checkup.verify_cache)
+
+
 @pytest.fixture
-def tree(asset, checkup):
+def tree(asset, request):
     asset.needs_present()
-    tree = checkup.coco_tree
+    tree = request.getfixturevalue("coco_scan")
     asset.record_size(sum(f.size for f in tree.files), len(tree.files))
     return tree
 
 
 def test_present(asset):
     asset.check_present()
+
+
+def test_tree_can_be_walked(tree, asset):
+    expect_none(check_walkable(tree.unwalkable, tree.root))
+
+
+def test_files_are_readable(tree, asset):
+    expect_none(check_readable(tree.files, tree.root, f"delete the folder it points to and run {asset.fix}"))
 
 
 def test_image_count(tree, asset):
@@ -34,7 +56,13 @@ def test_files_not_empty(tree, asset):
     expect_none(check_not_empty(tree.images, tree.root, asset.fix))
 
 
+def test_files_are_plausibly_sized(tree, asset):
+    expect_none(check_sizes(tree.images, tree.root, asset.fix))
+
+
 def test_files_are_jpeg(tree, asset):
+    for note in tree.notes:  # the quick verdicts' cache, when it was damaged or cannot be written
+        asset.note(note)
     expect_none(check_jpeg_signature(tree.images, tree.root, asset.fix))
 
 
@@ -46,5 +74,7 @@ def test_files_end_like_jpeg(tree, asset):
 @pytest.mark.deep
 def test_images_decode(deep, tree, asset, checkup, deep_shard):
     entries = shard(tree.images, *deep_shard)
-    expect_none(check_decodes(tree.root, entries, checkup.verify_cache,
-                              f"delete the folder it points to and run {asset.fix}"))
+    findings = check_decodes(tree.root, entries, checkup.verify_cache, f"delete the folder it points to and run {asset.fix}")
+    for note in checkup.verify_cache.take_notes():
+        asset.note(note)
+    expect_none(findings)

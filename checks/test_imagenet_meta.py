@@ -12,7 +12,7 @@ pytestmark = pytest.mark.asset("imagenet_meta")
 def meta(asset, checkup):
     asset.needs_present()
     meta = checkup.meta
-    asset.record_size(sum(p.stat().st_size for p in asset.path.iterdir() if p.is_file()))
+    asset.record_size(sum(len(data) for data in meta.raw.values()))
     return meta
 
 

@@ -9,16 +9,31 @@ from checks.plugin import expect_none
 pytestmark = pytest.mark.asset("imagenet_val")
 
 
+@pytest.fixture(scope="session")
+def val_scan(checkup):
+    """One scan per session, through the verify cache: unchanged files are not opened again."""
+    world = checkup.world
+    return imagenet.scan_val(world.path("imagenet_val"), world.facts_for("imagenet_val"), checkup.verify_cache)
+
+
 @pytest.fixture
-def tree(asset, checkup):
+def tree(asset, request):
     asset.needs_present()
-    tree = checkup.val_tree
+    tree = request.getfixturevalue("val_scan")
     asset.record_size(sum(f.size for f in tree.files), len(tree.files))
     return tree
 
 
 def test_present(asset):
     asset.check_present()
+
+
+def test_tree_can_be_walked(tree, asset):
+    expect_none(imagenet.check_walkable(tree.unwalkable, tree.root))
+
+
+def test_files_are_readable(tree, asset):
+    expect_none(imagenet.check_readable(tree.files, tree.root, f"replace them from the original tar: {asset.fix}"))
 
 
 def test_not_one_level_too_deep(tree, asset):
@@ -70,7 +85,13 @@ def test_files_not_empty(tree, asset):
     expect_none(imagenet.check_not_empty([im.entry for im in tree.images], tree.root, asset.fix))
 
 
+def test_files_are_plausibly_sized(tree, asset):
+    expect_none(imagenet.check_sizes([im.entry for im in tree.images], tree.root, asset.fix))
+
+
 def test_files_are_jpeg(tree, asset):
+    for note in tree.notes:  # the quick verdicts' cache, when it was damaged or cannot be written
+        asset.note(note)
     expect_none(imagenet.check_jpeg_signature([im.entry for im in tree.images], tree.root, asset.fix))
 
 
@@ -82,5 +103,7 @@ def test_files_end_like_jpeg(tree, asset):
 @pytest.mark.deep
 def test_images_decode(deep, tree, asset, checkup, deep_shard):
     entries = shard([im.entry for im in tree.images], *deep_shard)
-    expect_none(check_decodes(tree.root, entries, checkup.verify_cache,
-                              f"replace them from the original tar: {asset.fix}"))
+    findings = check_decodes(tree.root, entries, checkup.verify_cache, f"replace them from the original tar: {asset.fix}")
+    for note in checkup.verify_cache.take_notes():
+        asset.note(note)
+    expect_none(findings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ WNIDS = sorted(w for w, _, _ in TINY_CLASSES)
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     clean_environment(monkeypatch)
+    monkeypatch.setenv("PREFLIGHT_CACHE_DIR", str(tmp_path / "preflight-cache"))  # not ~/.cache
     build_tiny_world(tmp_path / "world", models=False)
     return tmp_path / "world"
 
@@ -44,6 +46,22 @@ def edit_json(path: Path, change) -> None:
     data = json.loads(path.read_text())
     change(data)
     path.write_text(json.dumps(data))
+
+
+def warnings_of(run, asset: str) -> list[str]:
+    return next(a["warnings"] for a in run.report["assets"] if a["name"] == asset)
+
+
+def settle() -> None:
+    """Files younger than the verify cache's racy window are verified every time; let the world age past it."""
+    from checks import deep
+
+    time.sleep(getattr(deep, "RACY_NS", 0) / 1e9 + 0.1)
+
+
+def identity(root: Path, path: Path) -> tuple:
+    st = path.stat()
+    return (path.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
 
 def test_clean_tiny_world_passes(pytester, world):
@@ -241,7 +259,7 @@ def test_non_image_file_warns_but_passes(pytester, world):
     (val(world) / WNIDS[0] / "README.txt").write_text("notes")
     run = run_checks(pytester, "-m", DATA, world=world)
     assert run.ret == 0
-    notes = next(a["notes"] for a in run.report["assets"] if a["name"] == "imagenet_val")
+    notes = warnings_of(run, "imagenet_val")
     assert any("README.txt" in n for n in notes)
     run.result.stdout.fnmatch_lines(["*non-image files in the tree*README.txt*"])
 
@@ -275,19 +293,84 @@ def test_truncated_jpeg_warns_without_deep(pytester, world):
     truncated_jpeg(world)
     run = run_checks(pytester, "-m", "imagenet", world=world)
     assert run.ret == 0
-    notes = next(a["notes"] for a in run.report["assets"] if a["name"] == "imagenet_val")
+    notes = warnings_of(run, "imagenet_val")
     assert any("end-of-image marker" in n and "--deep" in n for n in notes), notes
 
 
 def test_deep_results_are_cached(pytester, world):
-    from checks.deep import VerifyCache
+    from checks.deep import VerifyCache, decode_kind
 
+    settle()
     assert run_checks(pytester, "-m", "imagenet", "--deep", world=world).ret == 0
     cache = VerifyCache(world / "verified.sqlite3")
-    keys = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in val(world).rglob("*.JPEG")]
-    assert cache.passed("image", keys) == {k[0] for k in keys}
+    keys = [identity(val(world), p) for p in val(world).rglob("*.JPEG")]
+    assert cache.passed(decode_kind(val(world)), keys) == {k[0] for k in keys}
     truncated_jpeg(world)  # a changed file is decoded again, not taken from the cache
     assert run_checks(pytester, "-m", "imagenet", "--deep", world=world).ret == 1
+
+
+def test_quick_verdicts_are_cached_and_a_rerun_opens_no_file(world):
+    """The second scan of an unchanged tree is a listing plus a stat per file: nothing is opened."""
+    from checks.deep import VerifyCache
+    from checks.scan import scan_tree
+
+    settle()
+    first = scan_tree(val(world), VerifyCache(world / "cache"))
+    second = scan_tree(val(world), VerifyCache(world / "cache"))
+    assert first.files == second.files and len(second.files) == 12
+    assert (first.opened, second.opened) == (12, 0)
+    assert scan_tree(val(world)).files == first.files  # the same answer as without a cache
+
+
+def test_a_changed_file_is_never_vouched_for_by_the_quick_cache(pytester, world):
+    """Same size, mtime set back: the inode's ctime changed, so the cached bytes are not used."""
+    settle()
+    assert run_checks(pytester, "-m", "imagenet", world=world).ret == 0
+    path = image(world, 3)
+    st = path.stat()
+    path.write_bytes(b"GIF89a" + b"\0" * (st.st_size - 6))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    run = run_checks(pytester, "-m", "imagenet", world=world)
+    assert run.failed() == {"test_imagenet_val.py::test_files_are_jpeg"}, run.result.stdout.str()
+
+
+def cache_files(world: Path) -> list[Path]:
+    """Whatever the verify cache of a tiny world keeps on disk (any format)."""
+    return [p for p in world.iterdir() if p.name.startswith("verified") and p.is_file()] + \
+        [p for p in world.glob("verified*/**/*") if p.is_file()]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_damaged_verify_cache_degrades_to_reverifying_with_one_note(pytester, world, damage):
+    settle()
+    assert run_checks(pytester, "-m", DATA, "--deep", world=world).ret == 0
+    files = cache_files(world)
+    assert files
+    for p in files:
+        data = p.read_bytes()
+        p.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"\x13" * len(data), "empty": b""}[damage])
+    run = run_checks(pytester, "-m", DATA, "--deep", world=world)
+    assert run.ret == 0, run.result.stdout.str()
+    assert set(run.statuses().values()) == {"ready"}
+    notes = [n for a in run.report["assets"] for n in a.get("warnings", []) if "verify cache" in n]
+    assert notes and all("damaged" in n and "verified again" in n for n in notes), notes
+    assert len(set(notes)) == len(notes)
+    truncated_jpeg(world)  # and it still catches what it must
+    assert run_checks(pytester, "-m", DATA, "--deep", world=world).ret == 1
+
+
+def test_unusable_verify_cache_location_degrades_to_reverifying(pytester, world):
+    """Something else where the cache goes (the old sqlite name a folder, the folder a file): still checks."""
+    (world / "verified.sqlite3").mkdir()
+    (world / "verified").write_text("not a folder")
+    settle()
+    run = run_checks(pytester, "-m", DATA, "--deep", world=world)
+    assert run.ret == 0, run.result.stdout.str()
+    notes = [n for a in run.report["assets"] for n in a.get("warnings", []) if "verify cache" in n]
+    assert any("cannot write the verify cache" in n for n in notes), notes
+    truncated_jpeg(world)
+    assert run_checks(pytester, "-m", DATA, "--deep", world=world).ret == 1
 
 
 # --------------------------------------------------------------------------- selection
@@ -299,8 +382,8 @@ def test_missing_required_asset_fails_with_fix(pytester, world):
     assert run.failed() == {"test_imagenet_val.py::test_present"}
     assert run.status("imagenet_val") == "missing"
     row = next(a for a in run.report["assets"] if a["name"] == "imagenet_val")
-    assert row["fix"].startswith("python -m fetchers --reorganize-imagenet")
-    run.result.stdout.fnmatch_lines(["*imagenet_val*missing*required*", "*fix: python -m fetchers --reorganize-imagenet*"])
+    assert "python -m fetchers --reorganize-imagenet" in row["fix"]
+    run.result.stdout.fnmatch_lines(["*imagenet_val*missing*required*", "*fix: *", "*python -m fetchers --reorganize-imagenet*"])
 
 
 def test_absent_optional_coco_is_skipped_for_phase2(pytester, world):
@@ -308,7 +391,8 @@ def test_absent_optional_coco_is_skipped_for_phase2(pytester, world):
     run = run_checks(pytester, "-m", "phase2 and not gpu and not model and not env and not clip", world=world)
     assert run.ret == 0, run.result.stdout.str()
     assert run.status("coco_val2017") == "optional-absent"
-    assert "python -m fetchers --coco" in run.message("test_coco.py::test_present")
+    row = next(a for a in run.report["assets"] if a["name"] == "coco_val2017")
+    assert "python -m fetchers --coco" in row["fix"]
 
 
 def test_phase1_does_not_select_coco(pytester, world):
@@ -363,8 +447,9 @@ def full_scale_root(tmp_path_factory, reference_imagenet) -> Path:
     return root
 
 
-def test_full_scale_synthetic_tree_passes_with_real_facts(pytester, full_scale_root, monkeypatch):
+def test_full_scale_synthetic_tree_passes_with_real_facts(pytester, full_scale_root, tmp_path, monkeypatch):
     clean_environment(monkeypatch)
+    monkeypatch.setenv("PREFLIGHT_CACHE_DIR", str(tmp_path / "preflight-cache"))  # not ~/.cache
     run = run_checks(pytester, "-m", "imagenet", f"--data-root={full_scale_root}")
     assert run.ret == 0, run.result.stdout.str()
     assert run.statuses() == {"imagenet_val": "ready", "imagenet_meta": "ready"}
@@ -384,6 +469,7 @@ def test_full_scale_spot_labels(full_scale_root):
 def test_full_scale_devkit_id_mixup_is_caught(pytester, full_scale_root, tmp_path, monkeypatch):
     """Reading labels as class indices (the devkit pitfall) puts images in wrong folders: caught."""
     clean_environment(monkeypatch)
+    monkeypatch.setenv("PREFLIGHT_CACHE_DIR", str(tmp_path / "preflight-cache"))  # not ~/.cache
     root = tmp_path / "raw"
     shutil.copytree(full_scale_root / "imagenet_meta", root / "imagenet_meta")
     shutil.copytree(full_scale_root / "imagenet_val", root / "imagenet_val", symlinks=True)
@@ -429,6 +515,7 @@ def test_a_required_check_that_could_not_run_is_not_ready(pytester, world):
 
 def test_fix_commands_name_a_non_default_data_root(pytester, tmp_path, monkeypatch):
     clean_environment(monkeypatch)
+    monkeypatch.setenv("PREFLIGHT_CACHE_DIR", str(tmp_path / "preflight-cache"))  # not ~/.cache
     run = run_checks(pytester, "-m", "imagenet", f"--data-root={tmp_path / 'raw'}")
     row = next(a for a in run.report["assets"] if a["name"] == "imagenet_meta")
     assert row["fix"] == f"python -m fetchers --imagenet-map --data-root={tmp_path / 'raw'}"
