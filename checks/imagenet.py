@@ -167,7 +167,7 @@ def check_meta_files_present(meta: Meta, fix: str) -> list[Finding]:
         out.append(Finding("metadata files missing", meta.missing, total=len(META_FILENAMES),
                            where=str(meta.folder), fix=fix))
     if meta.unreadable:
-        out.append(Finding("metadata files do not parse",
+        out.append(Finding("metadata files that cannot be read or do not parse",
                            [f"{k} ({shown(v)})" for k, v in meta.unreadable.items()],
                            where=str(meta.folder), fix=f"delete them and run {fix}"))
     return out
@@ -342,26 +342,40 @@ class ValTree:
         return [f for f in self.folders if "/" not in f]
 
     @cached_property
-    def images(self) -> list[ValImage]:
-        """Files named like val images that sit directly in a top-level folder."""
-        out = []
-        extension = self.facts.extension[1:]
-        match = VAL_NAME.fullmatch
+    def _split(self) -> tuple[list[ValImage], list[FileEntry]]:
+        """(val images directly in a top-level folder, every other file), in one pass."""
+        images, others = [], []
+        extension = self.facts.extension
+        match, new = VAL_NAME.fullmatch, tuple.__new__
         for f in self.files:
             folder, _, name = f.rel.rpartition("/")
-            if folder and "/" not in folder and (m := match(name)) and m.group(2) == extension:
-                out.append(ValImage(int(m.group(1)), folder, f))
-        return out
+            if name.endswith(extension) and folder and "/" not in folder and (m := match(name)):
+                images.append(new(ValImage, (int(m[1]), folder, f)))
+            else:
+                others.append(f)
+        return images, others
+
+    @property
+    def images(self) -> list[ValImage]:
+        """Files named like val images that sit directly in a top-level folder."""
+        return self._split[0]
 
     @cached_property
     def stray_images(self) -> list[FileEntry]:
         """Image files ImageFolder would load that are not val images where they belong."""
-        good = {im.entry.rel for im in self.images}
-        return [f for f in self.files if is_image_name(f.name) and f.rel not in good]
+        return [f for f in self._split[1] if is_image_name(f.name)]
+
+    @cached_property
+    def image_entries(self) -> list[FileEntry]:
+        return [im.entry for im in self.images]
+
+    @cached_property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
 
     @cached_property
     def other_files(self) -> list[FileEntry]:
-        return [f for f in self.files if not is_image_name(f.name) and not is_harmless(f.name)]
+        return [f for f in self._split[1] if not is_image_name(f.name) and not is_harmless(f.name)]
 
 
 def detect_variant(files: list[FileEntry], official: ImageNetValFacts) -> ImageNetValFacts:
@@ -529,8 +543,8 @@ def check_sizes(files: list[FileEntry], root: Path, fix: str) -> list[Finding]:
     big = [f"{f.shown} ({iec(f.size)})" for f in files if f.size > MAX_IMAGE_BYTES]
     if not big:
         return []
-    return [Finding(f"files too large to be a val image (over {iec(MAX_IMAGE_BYTES)}; the largest real ones "
-                    "are a few MiB)", big, total=len(files), where=_where(root), fix=fix)]
+    return [Finding(f"files too large to be a val image (over {iec(MAX_IMAGE_BYTES)}; ImageNet and COCO val "
+                    "images average 130-160 KiB)", big, total=len(files), where=_where(root), fix=fix)]
 
 
 def check_not_empty(files: list[FileEntry], root: Path, fix: str) -> list[Finding]:

@@ -20,7 +20,7 @@ def val_scan(checkup):
 def tree(asset, request):
     asset.needs_present()
     tree = request.getfixturevalue("val_scan")
-    asset.record_size(sum(f.size for f in tree.files), len(tree.files))
+    asset.record_size(tree.total_bytes, len(tree.files))
     return tree
 
 
@@ -82,27 +82,27 @@ def test_no_stray_files(tree, asset):
 
 
 def test_files_not_empty(tree, asset):
-    expect_none(imagenet.check_not_empty([im.entry for im in tree.images], tree.root, asset.fix))
+    expect_none(imagenet.check_not_empty(tree.image_entries, tree.root, asset.fix))
 
 
 def test_files_are_plausibly_sized(tree, asset):
-    expect_none(imagenet.check_sizes([im.entry for im in tree.images], tree.root, asset.fix))
+    expect_none(imagenet.check_sizes(tree.image_entries, tree.root, asset.fix))
 
 
 def test_files_are_jpeg(tree, asset):
     for note in tree.notes:  # the quick verdicts' cache, when it was damaged or cannot be written
         asset.note(note)
-    expect_none(imagenet.check_jpeg_signature([im.entry for im in tree.images], tree.root, asset.fix))
+    expect_none(imagenet.check_jpeg_signature(tree.image_entries, tree.root, asset.fix))
 
 
 def test_files_end_like_jpeg(tree, asset):
-    for finding in imagenet.check_jpeg_end([im.entry for im in tree.images], tree.root):
+    for finding in imagenet.check_jpeg_end(tree.image_entries, tree.root):
         asset.note(finding.message())
 
 
 @pytest.mark.deep
 def test_images_decode(deep, tree, asset, checkup, deep_shard):
-    entries = shard([im.entry for im in tree.images], *deep_shard)
+    entries = shard(tree.image_entries, *deep_shard)
     findings = check_decodes(tree.root, entries, checkup.verify_cache, f"replace them from the original tar: {asset.fix}")
     for note in checkup.verify_cache.take_notes():
         asset.note(note)

@@ -526,3 +526,78 @@ def test_deep_decoding_is_sharded_over_xdist_workers(pytester, world):
     assert run.ret == 0, run.result.stdout.str()
     shards = {k for k in run.outcomes() if "test_images_decode" in k}
     assert len(shards) == 8 and all(k.endswith("of8]") for k in shards)
+
+
+# --------------------------------------------------------------------------- the verify cache, many writers
+
+CONCURRENT_WRITER = """
+import sys, time
+sys.path.insert(0, {project!r})
+from pathlib import Path
+from checks.deep import VerifyCache, verify_images
+from checks.scan import scan_tree
+root, folder, index, count, start = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+entries = scan_tree(root, VerifyCache(folder)).files[index::count]
+time.sleep(max(0.0, start - time.time()))  # all writers at once
+cache = VerifyCache(folder)
+problems, decoded = verify_images(root, entries, cache)
+assert not problems and not cache.take_notes(), (problems, cache.notes)
+"""
+
+
+def test_many_processes_share_the_verify_cache(world, tmp_path):
+    """Six processes (think: nodes on one NFS home) decode a shard each at the same moment, no locks:
+    afterwards every image passes, and one reader's merge leaves one file per namespace."""
+    import subprocess
+    import sys
+
+    from checks.deep import VerifyCache, decode_kind
+    from tests.checkrun import PROJECT
+
+    settle()
+    folder = tmp_path / "shared-cache"
+    script = tmp_path / "writer.py"
+    script.write_text(CONCURRENT_WRITER.format(project=str(PROJECT)))
+    start = time.time() + 2
+    procs = [subprocess.Popen([sys.executable, str(script), str(val(world)), str(folder), str(i), "6", str(start)])
+             for i in range(6)]
+    assert [p.wait(timeout=120) for p in procs] == [0] * 6
+    keys = [identity(val(world), p) for p in val(world).rglob("*.JPEG")]
+    cache = VerifyCache(folder)
+    assert cache.passed(decode_kind(val(world)), keys) == {k[0] for k in keys}
+    cache.record(decode_kind(val(world)), keys[:1])  # a writer merges what it read into one file
+    part = next(p for p in folder.iterdir() if p.name.startswith("decode-"))
+    assert len(list(part.glob("*.json"))) == 1
+    assert not list(part.glob(".tmp-*")) and not cache.take_notes()
+
+
+def test_no_entry_can_vouch_for_a_changed_file(world, tmp_path):
+    """Whatever a merge brings together, an entry matches only the content identity it was recorded for."""
+    from checks.deep import VerifyCache, decode_kind
+
+    settle()
+    path = image(world, 1)
+    kind, old = decode_kind(val(world)), identity(val(world), path)
+    node_a, node_b = VerifyCache(tmp_path / "c"), VerifyCache(tmp_path / "c")
+    node_a.record(kind, [old])
+    data = path.read_bytes()
+    path.write_bytes(data[:-2] + b"\0\0")  # same size …
+    os.utime(path, ns=(old[2], old[2]))  # … and the old mtime: only the ctime tells
+    new = identity(val(world), path)
+    assert new[1:3] == old[1:3] and new != old
+    assert node_b.passed(kind, [new]) == set()
+    settle()
+    node_b.record(kind, [new])  # both now in the cache: each matches only its own identity
+    assert VerifyCache(tmp_path / "c").passed(kind, [new]) == {new[0]}
+    assert VerifyCache(tmp_path / "c").passed(kind, [old]) == set()  # the later entry replaced the stale one
+
+
+def test_fresh_files_are_not_cached(world, tmp_path):
+    """A file changed within the racy window could change again unseen in the same timestamp tick."""
+    from checks.deep import VerifyCache, decode_kind
+
+    path = image(world, 1)
+    path.write_bytes(path.read_bytes())  # just now
+    kind, key = decode_kind(val(world)), identity(val(world), path)
+    VerifyCache(tmp_path / "c").record(kind, [key])
+    assert VerifyCache(tmp_path / "c").passed(kind, [key]) == set()

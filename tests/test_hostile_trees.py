@@ -145,9 +145,6 @@ def coco_folder_loop(world):
 
 IV, IM, CO = "test_imagenet_val.py::", "test_imagenet_meta.py::", "test_coco.py::"
 DECODE = "test_images_decode[shard1of1]"
-READABLE = "entries that are not readable regular files"
-WALK = "folders that cannot be walked once"
-PARSE = "metadata files do not parse"
 
 # (plant, the checks that must fail, (check, phrase it must say), the row that must be broken)
 HOSTILE = [
