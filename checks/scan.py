@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from core.findings import human_bytes as iec  # noqa: F401  (IEC units, one implementation; re-exported)
+
 if TYPE_CHECKING:
     from checks.deep import VerifyCache
 
@@ -99,15 +101,6 @@ class Scan:
     unwalkable: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # the cache's warnings, for asset.note
     opened: int = 0  # files opened and read now (the rest came from the cache)
-
-
-def iec(n: float) -> str:
-    """IEC units, as everywhere in preflight: 512 B, 34.5 KiB, 2.0 GiB."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
 
 
 def kind_of(mode: int) -> str:
