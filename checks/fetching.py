@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from checks.session import Checkup
 from core.registry import ASSETS
-from core.world import World
 
 
 def fetch_missing(checkup: Checkup) -> dict:
@@ -15,10 +12,3 @@ def fetch_missing(checkup: Checkup) -> dict:
 
     assets = [a for a in ASSETS.values() if checkup.selection.touches(a)]
     return run(checkup.world, assets, settings={k: r.value for k, r in checkup.settings.items()})
-
-
-def find_imagenet_tar(world: World, settings: dict) -> Path | None:
-    """The val tar a reorganize would use: --imagenet-tar, or one in <data root>/downloads/."""
-    from fetchers.plan import find_imagenet_tar as find
-
-    return find(world, settings)

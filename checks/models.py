@@ -37,8 +37,9 @@ def blob_findings(snapshot: Path, files: Iterable[str | tuple[str, ...]], cache:
     """Hash the blob behind each present file of ``files`` and compare it with the blob's name.
 
     LFS blobs are named by their sha256, other files by their git blob sha1. Blobs that passed are
-    remembered in the sqlite file ``cache`` by (path, size, mtime_ns), so an unchanged cache
-    re-verifies without reading a byte. Absent files are ``cache_report``'s business and skipped.
+    remembered in the verify cache folder ``cache`` (``checks.deep.VerifyCache``) by the identity of
+    their content (path, size, mtime_ns, inode, ctime_ns), so an unchanged cache re-verifies without
+    reading a byte and a changed blob is never vouched for. Absent files are ``cache_report``'s business.
     """
     from checks.deep import VerifyCache
 
@@ -47,7 +48,7 @@ def blob_findings(snapshot: Path, files: Iterable[str | tuple[str, ...]], cache:
     fix = fix_for(repo_id)
     names = [n for e in files for n in ((e,) if isinstance(e, str) else e) if os.path.lexists(snapshot / n)]
     problems: list[Finding] = []
-    todo: list[tuple[str, Path, tuple[str, int, int]]] = []
+    todo: list[tuple[str, Path, tuple[str, int, int, int, int]]] = []
     for name in names:
         link = snapshot / name
         if not link.is_symlink():
@@ -59,7 +60,7 @@ def blob_findings(snapshot: Path, files: Iterable[str | tuple[str, ...]], cache:
             continue  # dangling: reported by cache_report
         blob = link.resolve()
         st = blob.stat()
-        todo.append((name, blob, (str(blob), st.st_size, st.st_mtime_ns)))
+        todo.append((name, blob, (str(blob), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)))
     vc = VerifyCache(Path(cache)) if cache else None
     try:
         known = vc.passed("hf-blob", [k for _, _, k in todo]) if vc else set()

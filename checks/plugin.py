@@ -20,8 +20,6 @@ from checks.verbs import (
     AssetCheck,
     CheckSkipped,
     could_not_check,
-    expect_none,  # noqa: F401  (transitional re-export: checks import it from checks.verbs)
-    for_assets,  # noqa: F401
     outcome,
 )
 from core.findings import Status

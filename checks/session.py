@@ -19,6 +19,7 @@ from checks.selection import Selection
 from core.findings import Fix
 from core.hf_cache import offline_requested
 from core.options import OPTIONS, OptionError, Origin, Resolved, resolve
+from core.presence import find_imagenet_tar
 from core.registry import ASSETS, Asset
 from core.world import World
 
@@ -129,21 +130,13 @@ class Checkup:
     def imagenet_tar(self) -> Path | None:
         if self.world is None or self.tiny_root:
             return None
-        from checks.fetching import find_imagenet_tar
-
         return find_imagenet_tar(self.world, {k: r.value for k, r in self.settings.items()})
 
     @cached_property
     def verify_cache(self):
         from checks.deep import VerifyCache, default_cache_path
 
-        return VerifyCache(self.tiny_root / "verified.sqlite3" if self.tiny_root else default_cache_path())
-
-    @cached_property
-    def val_tree(self):
-        from checks.imagenet import scan_val
-
-        return scan_val(self.world.path("imagenet_val"), self.world.facts_for("imagenet_val"))
+        return VerifyCache(self.tiny_root / "verified" if self.tiny_root else default_cache_path())
 
     @cached_property
     def meta(self):
@@ -158,12 +151,6 @@ class Checkup:
 
         touched = [self.world.facts_for(a) for a in ASSETS.values() if a.kind == "model" and self.selection.touches(a)]
         return probe_gpu(self.device, required_free_bytes(touched))
-
-    @cached_property
-    def coco_tree(self):
-        from checks.coco import scan_coco
-
-        return scan_coco(self.world.path("coco_val2017"), self.world.facts_for("coco_val2017"))
 
     # ------------------------------------------------------------------ the world
 

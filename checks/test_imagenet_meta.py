@@ -3,7 +3,7 @@
 import pytest
 
 from checks import imagenet
-from checks.plugin import expect_none
+from checks.verbs import expect_none
 
 pytestmark = pytest.mark.asset("imagenet_meta")
 

@@ -4,7 +4,7 @@ import pytest
 
 from checks import imagenet
 from checks.deep import check_decodes, shard
-from checks.plugin import expect_none
+from checks.verbs import expect_none
 
 pytestmark = pytest.mark.asset("imagenet_val")
 
@@ -78,7 +78,7 @@ def test_images_in_their_labelled_folder(tree, asset, checkup):
 
 def test_no_stray_files(tree, asset):
     for finding in imagenet.check_other_files(tree):
-        asset.note(finding.message())
+        asset.warn(finding.message())
 
 
 def test_files_not_empty(tree, asset):
@@ -91,13 +91,13 @@ def test_files_are_plausibly_sized(tree, asset):
 
 def test_files_are_jpeg(tree, asset):
     for note in tree.notes:  # the quick verdicts' cache, when it was damaged or cannot be written
-        asset.note(note)
+        asset.warn(note)
     expect_none(imagenet.check_jpeg_signature(tree.image_entries, tree.root, asset.fix))
 
 
 def test_files_end_like_jpeg(tree, asset):
     for finding in imagenet.check_jpeg_end(tree.image_entries, tree.root):
-        asset.note(finding.message())
+        asset.warn(finding.message())
 
 
 @pytest.mark.deep
@@ -105,5 +105,5 @@ def test_images_decode(deep, tree, asset, checkup, deep_shard):
     entries = shard(tree.image_entries, *deep_shard)
     findings = check_decodes(tree.root, entries, checkup.verify_cache, f"replace them from the original tar: {asset.fix}")
     for note in checkup.verify_cache.take_notes():
-        asset.note(note)
+        asset.warn(note)
     expect_none(findings)

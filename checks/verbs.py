@@ -170,6 +170,3 @@ class AssetCheck:
         """A warning that does not fail the check; shown in the readiness table."""
         self._node.user_properties.append((WARNING_KEY, message))
         warnings.warn(PreflightWarning(message), stacklevel=2)
-
-    note = warn  # transitional names, until every check says warn / info
-    note_info = info

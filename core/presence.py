@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-from core.registry import Asset
+from core.registry import DOWNLOADS, IMAGENET_TAR_NAMES, Asset
 from core.world import World
 
 
@@ -27,3 +28,12 @@ def asset_state(world: World, asset: Asset) -> tuple[str, str]:
             return "present", ""
         return "absent", f"{asset.location} is not in the Hugging Face cache {world.hf_cache}"
     return "present", ""
+
+
+def find_imagenet_tar(world: World, settings: dict) -> Path | None:
+    """The val tar a reorganize would use: ``--imagenet-tar``, or one in ``<data root>/downloads/``."""
+    given = settings.get("imagenet-tar")
+    if given:
+        return Path(given)
+    downloads = world.data_root / DOWNLOADS
+    return next((downloads / n for n in IMAGENET_TAR_NAMES if (downloads / n).is_file()), None)

@@ -105,6 +105,8 @@ class ImageNetMetaFacts:
     known_duplicate_labels: frozenset[str] = frozenset({"crane", "maillot"})
 
 
+IMAGENET_VAL_BLURRED_TAR_NAME = "val_blurred.tar.gz"  # the face-blurred release, already in class folders
+DOWNLOADS = "downloads"  # <data root>/downloads: archives a person downloaded, and archives fetching kept
 IMAGENET_VAL_TAR = RemoteFile(
     "ILSVRC2012_img_val.tar",
     ("https://image-net.org/data/ILSVRC/2012/ILSVRC2012_img_val.tar",),
@@ -118,6 +120,8 @@ class CocoFacts:
     n_images: int = 5_000
     digits: int = 12
 
+
+IMAGENET_TAR_NAMES = (IMAGENET_VAL_TAR.filename, IMAGENET_VAL_BLURRED_TAR_NAME)
 
 COCO_VAL_ZIP = RemoteFile(
     "val2017.zip",

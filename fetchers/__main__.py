@@ -19,9 +19,10 @@ from pathlib import Path
 
 from core.findings import human_bytes
 from core.options import OPTIONS, OptionError, resolve
-from core.registry import ASSETS
+from core.presence import find_imagenet_tar
+from core.registry import ASSETS, DOWNLOADS
 from core.world import World
-from fetchers.plan import DOWNLOADS, FETCHER_INPUT, FETCHERS, download_size, fetch_one, find_imagenet_tar, size_text
+from fetchers.plan import FETCHER_INPUT, FETCHERS, download_size, fetch_one, size_text
 
 PROJECT = Path(__file__).resolve().parents[1]
 # flag -> assets it fetches (the registry's fetch_flag), in the order the fetchers run

@@ -21,11 +21,12 @@ from filelock import FileLock
 from core.findings import human_bytes
 from core.hf_cache import cache_report, weights_identity
 from core.imagenet_files import derive_wnid_to_label
-from core.presence import asset_state
+from core.presence import asset_state, find_imagenet_tar
 from core.registry import (
     ASSETS,
     CLASS_INDEX,
     COCO_VAL_ZIP,
+    DOWNLOADS,
     IMAGENET_META_FILES,
     IMAGENET_VAL_TAR,
     META_FILENAMES,
@@ -38,8 +39,6 @@ from fetchers.errors import FetchError, FetchInterrupted, explain, fetch_command
 
 __all__ = ["FETCHERS", "FetchError", "FetchOutcome", "fetch_missing", "fetch_one"]
 
-IMAGENET_TAR_NAMES = (IMAGENET_VAL_TAR.filename, "val_blurred.tar.gz")
-DOWNLOADS = "downloads"  # <data root>/downloads: archives kept after fetching
 
 
 @dataclass(frozen=True)
@@ -140,14 +139,6 @@ def _derive_wnid_to_label(folder: Path, command: str) -> bool:
         tmp.write_bytes(data)
         os.replace(tmp, final)
         return True
-
-
-def find_imagenet_tar(world: World, settings: dict) -> Path | None:
-    given = settings.get("imagenet-tar")
-    if given:
-        return Path(given)
-    downloads = world.data_root / DOWNLOADS
-    return next((downloads / n for n in IMAGENET_TAR_NAMES if (downloads / n).is_file()), None)
 
 
 def fetch_imagenet_val(world: World, settings: dict) -> FetchOutcome:

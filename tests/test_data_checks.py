@@ -182,7 +182,7 @@ def coco_dangling_symlink(world):
     shutil.rmtree(coco(world).resolve())
 
 
-IV, IM, CO = "test_imagenet_val.py::", "test_imagenet_meta.py::", "test_coco.py::"
+IV, IM, CO = "test_imagenet_val.py::", "test_imagenet_meta.py::", "test_coco_val2017.py::"
 PINS = IM + "test_files_match_pinned_versions"
 DECODE = "test_images_decode[shard1of1]"  # one shard without -n
 
@@ -398,7 +398,7 @@ def test_absent_optional_coco_is_skipped_for_phase2(pytester, world):
 def test_phase1_does_not_select_coco(pytester, world):
     run = run_checks(pytester, "-m", "phase1 and not gpu and not model and not env and not clip", world=world)
     assert "coco_val2017" not in run.statuses()
-    assert not any(k.startswith("test_coco.py") for k in run.outcomes())
+    assert not any(k.startswith("test_coco_val2017.py") for k in run.outcomes())
 
 
 def test_broken_optional_asset_fails(pytester, world):

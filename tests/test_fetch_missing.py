@@ -191,7 +191,7 @@ def test_an_empty_folder_that_cannot_be_removed_becomes_the_row_not_a_crash(pyte
     assert run.ret != pytest.ExitCode.INTERNAL_ERROR and run.report["assets"], run.result.stdout.str()
     row = next(a for a in run.report["assets"] if a["name"] == "coco_val2017")
     assert row["status"] in ("missing", "optional-absent") and not row["fetched"]["ok"], row
-    message = run.message("test_coco.py::test_present")
+    message = run.message("test_coco_val2017.py::test_present")
     assert "--fetch-missing tried:" in message and words in message and str(coco) in message, message
     assert fix in row["fix"], row
     assert coco.is_dir()  # left as it was

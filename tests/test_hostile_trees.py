@@ -143,7 +143,7 @@ def coco_folder_loop(world):
     (coco(world) / "up").symlink_to("..", target_is_directory=True)
 
 
-IV, IM, CO = "test_imagenet_val.py::", "test_imagenet_meta.py::", "test_coco.py::"
+IV, IM, CO = "test_imagenet_val.py::", "test_imagenet_meta.py::", "test_coco_val2017.py::"
 DECODE = "test_images_decode[shard1of1]"
 
 # (plant, the checks that must fail, (check, phrase it must say), the row that must be broken)

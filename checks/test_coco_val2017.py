@@ -12,7 +12,7 @@ from checks.imagenet import (
     check_sizes,
     check_walkable,
 )
-from checks.plugin import expect_none
+from checks.verbs import expect_none
 
 pytestmark = pytest.mark.asset("coco_val2017")
 
@@ -62,13 +62,13 @@ def test_files_are_plausibly_sized(tree, asset):
 
 def test_files_are_jpeg(tree, asset):
     for note in tree.notes:  # the quick verdicts' cache, when it was damaged or cannot be written
-        asset.note(note)
+        asset.warn(note)
     expect_none(check_jpeg_signature(tree.images, tree.root, asset.fix))
 
 
 def test_files_end_like_jpeg(tree, asset):
     for finding in check_jpeg_end(tree.images, tree.root):
-        asset.note(finding.message())
+        asset.warn(finding.message())
 
 
 @pytest.mark.deep
@@ -76,5 +76,5 @@ def test_images_decode(deep, tree, asset, checkup, deep_shard):
     entries = shard(tree.images, *deep_shard)
     findings = check_decodes(tree.root, entries, checkup.verify_cache, f"delete the folder it points to and run {asset.fix}")
     for note in checkup.verify_cache.take_notes():
-        asset.note(note)
+        asset.warn(note)
     expect_none(findings)
