@@ -16,28 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from checks.tiny import TINY_CLASSES, build_tiny_world, jpeg_bytes, tiny_labels
-from core.imagenet_files import val_name
+from checks.tiny import TINY_CLASSES, build_tiny_world, jpeg_bytes
 from tests.checkrun import CheckRun, clean_environment, run_checks
+from tests.test_data_checks import coco, image, meta, val
 
 WNIDS = sorted(w for w, _, _ in TINY_CLASSES)
 RUN_LIMIT_S = 60  # a run of the tiny world takes about a second; a hang is a failure, not a wait
-
-
-def val(world: Path) -> Path:
-    return world / "data" / "raw" / "imagenet_val"
-
-
-def meta(world: Path) -> Path:
-    return world / "data" / "raw" / "imagenet_meta"
-
-
-def coco(world: Path) -> Path:
-    return world / "data" / "raw" / "coco_val2017"
-
-
-def image(world: Path, image_id: int) -> Path:
-    return val(world) / tiny_labels()[image_id - 1] / val_name(image_id)
 
 
 def replace(path: Path, plant: Callable[[Path], None]) -> None:
