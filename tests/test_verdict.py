@@ -237,4 +237,19 @@ def test_the_printed_meta_fix_repairs_the_row(pytester, tmp_path, monkeypatch, h
 def test_verdict_line_is_the_last_line_and_matches_json(pytester, world):
     run = run_checks(pytester, "-m", "imagenet", world=world)
     assert last_line_of_table(run) == verdict(run)
-    assert sys.executable  # the runs above used this interpreter
+
+
+def test_an_interrupted_run_is_narrowed(tmp_path, world):
+    """Ctrl-C mid-run (a KeyboardInterrupt in a check): the verdict says the run was cut short."""
+    extra = tmp_path / "test_zz_interrupt.py"
+    extra.write_text('import pytest\n\n@pytest.mark.asset("imagenet_meta")\ndef test_ctrl_c():\n'
+                     '    raise KeyboardInterrupt\n')
+    out = tmp_path / "r.json"
+    proc = subprocess.run([sys.executable, "-m", "pytest", f"--rootdir={PROJECT}", "-c", str(PROJECT / "pytest.ini"),
+                           "-p", "no:cacheprovider", str(CHECKS / "test_imagenet_meta.py"), str(extra),
+                           f"--tiny-world={world}", f"--report-json={out}"],
+                          cwd=PROJECT, capture_output=True, text=True, timeout=300)
+    report = json.loads(out.read_text())
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, proc.stdout[-2000:]
+    assert report["complete"] is False and "an interruption" in report["narrowed_by"]
+    assert not report["verdict"].startswith("READY for all phases")
