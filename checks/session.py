@@ -47,8 +47,12 @@ def resolve_settings(config: pytest.Config) -> dict[str, Resolved]:
     return settings
 
 
-def data_root_problem(root: Path, source: str) -> tuple[str, Fix] | None:
-    """A data root that cannot hold the data: one run-wide problem instead of a 'missing' per asset."""
+def data_root_problem(root: Path, source: str, chosen: bool = True) -> tuple[str, Fix] | None:
+    """A data root that cannot hold the data: one run-wide problem instead of a 'missing' per asset.
+
+    ``chosen``: the user named this root (command line, environment, ini). The default ``data/raw``
+    of a fresh checkout does not exist yet, and that is no mistake: its rows say what to fetch.
+    """
     where = f"the data root {root} (from {source})"
     if root.is_symlink() and not root.exists():
         return (f"{where} is a symlink to {os.readlink(root)}, which does not exist",
@@ -62,6 +66,8 @@ def data_root_problem(root: Path, source: str) -> tuple[str, Fix] | None:
         if parent is not None and not parent.is_dir():
             return (f"{where} cannot exist: {parent} is a file",
                     Fix(f"pass --data-root=PATH to a folder, or move {parent} aside"))
+        if not chosen:
+            return None
         return (f"{where} does not exist (a typo, or not mounted?)",
                 Fix(f"pass --data-root=PATH to the folder that holds {', '.join(_data_folders())}; "
                     "or fetch into this one: the fixes below create it"))
@@ -174,7 +180,9 @@ class Checkup:
         else:
             self.world = World(self.value("data-root"))
             uses_data = any(ASSETS[n].kind == "data" for n in self.selection.touched)
-            problem = data_root_problem(self.world.data_root, self.settings["data-root"].source) if uses_data else None
+            root = self.settings["data-root"]
+            problem = data_root_problem(self.world.data_root, root.source, root.origin is not Origin.DEFAULT) \
+                if uses_data else None
             if problem:
                 self.problems.append(problem)
 
