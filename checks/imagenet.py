@@ -152,13 +152,23 @@ def load_meta(folder: Path) -> Meta:
         except RecursionError:
             meta.unreadable[name] = "does not parse: nested too deeply"
             continue
-        except ValueError as e:  # json.JSONDecodeError, and e.g. an integer with 5,000 digits
+        except json.JSONDecodeError as e:  # its message is short and fixed: "Expecting value", …
+            meta.unreadable[name] = f"not valid JSON: {e.msg} at line {e.lineno:,} column {e.colno:,}"
+            continue
+        except ValueError as e:  # e.g. an integer with 5,000 digits
             meta.unreadable[name] = f"does not parse: {type(e).__name__}: {short_repr(str(e))[1:-1]}"
             continue
         attr = {CLASS_INDEX: "class_index", SIMPLE_LABELS: "simple_labels",
                 VAL_SYNSETS: "synsets", WNID_TO_LABEL_FILENAME: "wnid_to_label"}[name]
         setattr(meta, attr, value)
     return meta
+
+
+def _aside_then(folder: Path, names: list[str], fix: Fix | str) -> Fix:
+    """Move these files of the user's aside (never delete them), then run the fetch that replaces them."""
+    fix = fix if isinstance(fix, Fix) else Fix(fix)
+    moves = [f"mv {shlex.quote(str(folder / n))} {shlex.quote(str(folder / n))}.old" for n in names]
+    return fix.before(*moves, why="the fetch never overwrites a file that is there")
 
 
 def check_meta_files_present(meta: Meta, fix: str) -> list[Finding]:
@@ -169,7 +179,7 @@ def check_meta_files_present(meta: Meta, fix: str) -> list[Finding]:
     if meta.unreadable:
         out.append(Finding("metadata files that cannot be read or do not parse",
                            [f"{k} ({shown(v)})" for k, v in meta.unreadable.items()],
-                           where=str(meta.folder), fix=f"delete them and run {fix}"))
+                           where=str(meta.folder), fix=_aside_then(meta.folder, list(meta.unreadable), fix)))
     return out
 
 
@@ -296,27 +306,30 @@ def check_wnid_to_label(meta: Meta, fix: str) -> list[Finding]:
     if not wrong:
         return []
     return [Finding(f"{WNID_TO_LABEL_FILENAME} disagrees with the class index", wrong, total=len(expected),
-                    where=str(meta.folder / WNID_TO_LABEL_FILENAME), fix=fix)]
+                    where=str(meta.folder / WNID_TO_LABEL_FILENAME),
+                    fix=_aside_then(meta.folder, [WNID_TO_LABEL_FILENAME], fix))]
 
 
 
 
 def check_pins(meta: Meta, facts: ImageNetMetaFacts, fix: str) -> list[Finding]:
     """The downloaded files are byte-identical to the pinned upstream versions (as read by ``load_meta``)."""
-    wrong = []
+    wrong, names = [], []
     for name, (size, sha256) in facts.pins.items():
         data = meta.raw.get(name)
         if data is None:  # missing or unreadable: test_files_exist_and_parse says which and why
             continue
         if len(data) != size:
             wrong.append(f"{name} ({len(data):,} bytes, pinned {size:,})")
+            names.append(name)
         elif hashlib.sha256(data).hexdigest() != sha256:
             wrong.append(f"{name} (sha256 {hashlib.sha256(data).hexdigest()[:12]}…, pinned {sha256[:12]}…)")
+            names.append(name)
     if not wrong:
         return []
     return [Finding("metadata files differ from the pinned upstream versions", wrong,
                     total=len(facts.pins), where=str(meta.folder),
-                    fix=f"move them aside and run {fix}")]
+                    fix=_aside_then(meta.folder, names, fix))]
 
 
 # --------------------------------------------------------------------------- val tree

@@ -253,3 +253,29 @@ def test_an_interrupted_run_is_narrowed(tmp_path, world):
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, proc.stdout[-2000:]
     assert report["complete"] is False and "an interruption" in report["narrowed_by"]
     assert not report["verdict"].startswith("READY for all phases")
+
+
+def test_the_printed_fix_repairs_a_metadata_file_that_does_not_parse(pytester, tmp_path, monkeypatch, http_mirror,
+                                                                     reference_imagenet):
+    """The user's broken file is moved aside (never deleted), then the fetch replaces it: the row turns ready."""
+    from tests.test_fetch_cli import serve_reference_meta
+
+    clean_environment(monkeypatch)
+    monkeypatch.setenv("PREFLIGHT_MIRROR", http_mirror.url)
+    serve_reference_meta(http_mirror, reference_imagenet)
+    root = tmp_path / "data"
+    run_fix([f"python -m fetchers --imagenet-map --data-root={root}"])
+    broken = root / "imagenet_meta" / "wnid_to_label.json"
+    broken.write_text("{")
+    out = tmp_path / "r.json"
+    args = (str(CHECKS), "-p", "no:cacheprovider", "-m", "imagenet and not model", f"--data-root={root}",
+            f"--report-json={out}")
+    pytester.runpytest_inprocess(*args)
+    row = next(a for a in json.loads(out.read_text())["assets"] if a["name"] == "imagenet_meta")
+    assert row["status"] == "broken" and any("not valid JSON" in p for p in row["problems"])
+    assert row["fix_commands"][0].startswith("mv ") and row["fix_commands"][-1].startswith("python -m fetchers")
+    run_fix(row["fix_commands"])
+    assert (root / "imagenet_meta" / "wnid_to_label.json.old").read_text() == "{"  # kept, not deleted
+    pytester.runpytest_inprocess(*args)
+    row = next(a for a in json.loads(out.read_text())["assets"] if a["name"] == "imagenet_meta")
+    assert row["status"] == "ready", row
