@@ -250,12 +250,13 @@ class Report:
     @staticmethod
     def _details(row: AssetRow, width: int) -> list[str]:
         out: list[str] = []
-        for problem in row.problems()[:6]:
+        problems = row.problems()
+        for problem in problems[:6]:
             marker = "- " if problem.startswith("not checked: ") else "✗ "
             for i, line in enumerate(problem.splitlines()[:8]):
                 out += _wrapped(f"    {marker if i == 0 else '  '}", line, width)
-        if len(row.problems()) > 6:
-            out.append(f"    ✗ … and {len(row.problems()) - 6} more (see --report-json)")
+        if len(problems) > 6:
+            out.append(f"    ✗ … and {len(problems) - 6} more (see --report-json)")
         if row.status is Status.NOT_CHECKED:
             for line in row.not_requested[:2]:
                 out += _wrapped("    - not checked (as asked): ", line, width)
@@ -294,8 +295,7 @@ class ReadinessReporter:
     def _report(self) -> Report:
         if self.report is None:
             checkup = self.checkup
-            fixes = {n: checkup.fix(a, present=checkup.world is not None and checkup.world.path(a).exists()
-                                    if a.kind == "data" else False) for n, a in ASSETS.items()}
+            fixes = {n: checkup.fix(a) for n, a in ASSETS.items()}
             self.report = Report(checkup.selection.describe(), fixes)
             self.report.problems = list(checkup.problems)
         return self.report

@@ -6,6 +6,7 @@ it is small enough to evaluate here rather than through pytest's private parser.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,7 +22,8 @@ class MarkExpressionError(ValueError):
     pass
 
 
-def _tokens(expr: str) -> list[str]:
+@functools.lru_cache(maxsize=64)
+def _tokens(expr: str) -> tuple[str, ...]:
     out, pos = [], 0
     expr = expr.rstrip()
     while pos < len(expr):
@@ -30,7 +32,7 @@ def _tokens(expr: str) -> list[str]:
             raise MarkExpressionError(f"cannot read -m {expr!r} at {expr[pos:]!r}")
         out.append(m.group(1))
         pos = m.end()
-    return out
+    return tuple(out)
 
 
 def matches(markexpr: str, names: Iterable[str]) -> bool:

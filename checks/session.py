@@ -19,7 +19,7 @@ from checks.selection import Selection
 from core.findings import Fix
 from core.hf_cache import offline_requested
 from core.options import OPTIONS, OptionError, Origin, Resolved, resolve
-from core.presence import find_imagenet_tar
+from core.presence import asset_state, find_imagenet_tar
 from core.registry import ASSETS, Asset
 from core.world import World
 
@@ -100,12 +100,12 @@ class Checkup:
     def device(self) -> str:
         return self.value("device")
 
-    @property
+    @cached_property
     def load_device(self) -> str:
         """Where models load: the CPU when no GPU check is selected (`-m "… and not gpu"`)."""
         return "cpu" if self.selection.excludes_family("gpu") else self.device
 
-    def fix(self, asset: Asset, present: bool = False) -> Fix:
+    def fix(self, asset: Asset) -> Fix:
         """The registry's fix, made to work here: this data root, this ImageNet tar, offline mode off.
 
         A fetch never replaces a folder that is there: for a broken ImageNet val or COCO tree, the
@@ -120,7 +120,8 @@ class Checkup:
                             for c in fix.commands))
         elif self._root_flag(asset):
             fix = Fix(fix.text + self._root_flag(asset))
-        if present and asset.kind == "data" and asset.name != "imagenet_meta" and self.world is not None:
+        if asset.kind == "data" and asset.name != "imagenet_meta" and self.world is not None \
+                and asset_state(self.world, asset)[0] != "absent":
             path = self.world.path(asset)
             fix = fix.before(f"mv {path} {path}.moved-aside-{stamp()}",
                              why="the fetch never replaces a folder that is there")

@@ -48,10 +48,6 @@ class CheckSkipped(pytest.skip.Exception):
         super().__init__(f"{status}: {problem}", _use_item_location=True)
 
 
-def skip(status: Status, problem: str, fix: Fix | str = ""):
-    raise CheckSkipped(status, problem, fix)
-
-
 def expect_none(findings: list[Finding]) -> None:
     """Fail (broken) with the findings, in the shape what — count % — examples — where — fix."""
     if findings:
@@ -102,7 +98,7 @@ class AssetCheck:
 
     @property
     def fix(self) -> Fix:
-        return self.checkup.fix(self.spec, present=self.state()[0] != "absent")
+        return self.checkup.fix(self.spec)
 
     def state(self) -> tuple[str, str]:
         """("present" | "absent" | "broken", detail)."""

@@ -36,10 +36,9 @@ class Fix:
     commands: tuple[str, ...] = ()
 
     @classmethod
-    def run(cls, *commands: str, then: str = "") -> Fix:
-        """A fix that is just these commands (``then``: a sentence that follows them)."""
-        text = " && ".join(commands) + (f" ({then})" if then else "")
-        return cls(text, tuple(commands))
+    def run(cls, *commands: str) -> Fix:
+        """A fix that is just these commands."""
+        return cls(" && ".join(commands), tuple(commands))
 
     def __str__(self) -> str:
         return self.text

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,3 +65,13 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("PREFLIGHT_"):
             monkeypatch.delenv(name)
+
+
+def run_in_fresh_process(world: Path, *args: str) -> tuple[str, bool]:
+    """Run the checks on ``world`` in a new interpreter: (its output, whether it imported torch)."""
+    code = ("import sys, pytest; rc = pytest.main(sys.argv[1:]); "
+            "print('TORCH_IMPORTED' if 'torch' in sys.modules else 'NO_TORCH'); sys.exit(rc)")
+    argv = [str(CHECKS), "-q", "-p", "no:cacheprovider", f"--tiny-world={world}", *args]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLIGHT_")}
+    out = subprocess.run([sys.executable, "-c", code, *argv], cwd=PROJECT, env=env, capture_output=True, text=True)
+    return out.stdout, "TORCH_IMPORTED" in out.stdout.splitlines()[-1:]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -168,19 +167,11 @@ def test_empty_cache_reports_each_model_missing_without_network(pytester, tmp_pa
 
 def test_data_only_checks_never_import_torch(tmp_path):
     """`-m "phase1 and not model and not gpu"` stays light: a fresh process, then look at sys.modules."""
-    import subprocess
-    import sys
-
-    from tests.checkrun import CHECKS, PROJECT
+    from tests.checkrun import run_in_fresh_process
 
     build_tiny_world(tmp_path / "w", models=False)
-    code = ("import sys, pytest; rc = pytest.main([{checks!r}, '-q', '-p', 'no:cacheprovider', '-m', "
-            "'phase1 and not model and not gpu', '--tiny-world={w}']); "
-            "print('TORCH_IMPORTED' if 'torch' in sys.modules else 'NO_TORCH'); sys.exit(rc)").format(
-        checks=str(CHECKS), w=tmp_path / "w")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLIGHT_")}
-    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, env=env, capture_output=True, text=True)
-    assert "NO_TORCH" in out.stdout, out.stdout[-3000:]
+    stdout, torch_imported = run_in_fresh_process(tmp_path / "w", "-m", "phase1 and not model and not gpu")
+    assert "NO_TORCH" in stdout and not torch_imported, stdout[-3000:]
 
 
 def test_model_marker_expression_keeps_required_models_required(pytester, tmp_path, monkeypatch):

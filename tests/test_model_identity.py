@@ -389,17 +389,13 @@ def test_hf_hub_offline_fix_says_to_turn_it_off_for_the_fetch(pytester, world, m
 
 def test_identity_check_never_imports_torch(tmp_path: Path):
     """`-m "phase1 and not model and not gpu"` with the models present: the identity runs on names and sizes."""
-    from tests.checkrun import CHECKS, PROJECT
+    from tests.checkrun import run_in_fresh_process
 
     build_tiny_world(tmp_path / "w")
-    code = ("import sys, pytest; rc = pytest.main([{checks!r}, '-q', '-p', 'no:cacheprovider', '-m', "
-            "'phase1 and not model and not gpu', '--tiny-world={w}', '-k', 'published_weights', '-rA']); "
-            "print('TORCH_IMPORTED' if 'torch' in sys.modules else 'NO_TORCH'); sys.exit(rc)").format(
-        checks=str(CHECKS), w=tmp_path / "w")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLIGHT_")}
-    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, env=env, capture_output=True, text=True)
-    assert "NO_TORCH" in out.stdout, out.stdout[-3000:]
-    assert "4 passed" in out.stdout, out.stdout[-3000:]
+    stdout, torch_imported = run_in_fresh_process(tmp_path / "w", "-m", "phase1 and not model and not gpu",
+                                                  "-k", "published_weights", "-rA")
+    assert "NO_TORCH" in stdout and not torch_imported, stdout[-3000:]
+    assert "4 passed" in stdout, stdout[-3000:]
 
 
 # --------------------------------------------------------------------------- the printed fix, run
