@@ -108,16 +108,11 @@ def test_one_failure_is_printed_once_with_its_fix_and_sizes_in_iec_units(http_mi
 
 
 CTRL_C = """
-import signal, sys
+import sys
 sys.path.insert(0, sys.argv[1])
 import fetchers.imagenet_tar as t
-write, n = t._write_file, [0]
-def write_then_ctrl_c(path, data):
-    n[0] += 1
-    if n[0] == 5:
-        signal.raise_signal(signal.SIGINT)  # as if the user pressed Ctrl-C while the 5th image is written
-    write(path, data)
-t._write_file = write_then_ctrl_c
+from tests.fakes.imagenet_tar import ctrl_c_at_write
+t._write_file = ctrl_c_at_write(t._write_file)
 from fetchers.__main__ import run
 sys.exit(run(sys.argv[2:]))
 """

@@ -11,7 +11,6 @@ import errno
 import os
 import re
 import shutil
-import signal
 import subprocess
 from pathlib import Path
 
@@ -199,16 +198,10 @@ def test_an_empty_folder_that_cannot_be_removed_becomes_the_row_not_a_crash(pyte
 
 def test_ctrl_c_during_fetch_missing_ends_with_one_line(pytester, emptied_world, monkeypatch):
     import fetchers.imagenet_tar as reorganizer
+    from tests.fakes.imagenet_tar import ctrl_c_at_write
 
-    write, n = reorganizer._write_file, [0]
-
-    def write_then_ctrl_c(path, data):
-        n[0] += 1
-        if n[0] == 5:
-            signal.raise_signal(signal.SIGINT)  # as if the user pressed Ctrl-C while the 5th image is written
-        write(path, data)
-
-    monkeypatch.setattr(reorganizer, "_write_file", write_then_ctrl_c)
+    write = reorganizer._write_file
+    monkeypatch.setattr(reorganizer, "_write_file", ctrl_c_at_write(write))
     run = run_checks(pytester, "--fetch-missing", "-m", "imagenet", world=emptied_world)
     assert run.ret == pytest.ExitCode.INTERRUPTED
     text = run.result.stdout.str() + run.result.stderr.str()

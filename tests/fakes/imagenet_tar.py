@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import random
+import signal
 import tarfile
 from collections.abc import Iterable, Sequence
 from functools import cache
@@ -66,3 +67,17 @@ def small_labels(n_classes: int = 4, per_class: int = 3, seed: int = 1) -> list[
     labels = [w for w in wnids for _ in range(per_class)]
     random.Random(seed).shuffle(labels)
     return labels
+
+
+def ctrl_c_at_write(write, n: int = 5):
+    """``write`` (the reorganizer's ``_write_file``) that raises SIGINT as the ``n``-th image is written,
+    as if the user pressed Ctrl-C mid-reorganize."""
+    count = [0]
+
+    def write_then_ctrl_c(path, data):
+        count[0] += 1
+        if count[0] == n:
+            signal.raise_signal(signal.SIGINT)
+        write(path, data)
+
+    return write_then_ctrl_c
