@@ -1,3 +1,3 @@
-# preflight's pytest plugin (options, markers, the world, fixtures, the readiness report);
-# pytester drives the self-tests in tests/.
-pytest_plugins = ["checks.plugin", "pytester"]
+# preflight's pytest plugin is installed (pyproject.toml: a pytest11 entry point, `-e .` in
+# requirements.txt), so it loads from any folder and before the command line is parsed.
+# This file stays empty on purpose: anything here would load for every run from this project.

@@ -118,7 +118,7 @@ def bench_deep(root: Path, repeat: int) -> None:
 
     from checks.deep import VerifyCache, verify_images
     from checks.imagenet import scan_val
-    from core.registry import IMAGENET_VAL_OFFICIAL
+    from preflight_core.registry import IMAGENET_VAL_OFFICIAL
 
     settle()
     tree = scan_val(root / "imagenet_val", IMAGENET_VAL_OFFICIAL)

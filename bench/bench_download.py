@@ -45,8 +45,8 @@ sys.path.insert(0, str(REPO))
 
 import requests  # noqa: E402
 
-from core.registry import RemoteFile  # noqa: E402
 from fetchers.download import fetch_file  # noqa: E402
+from preflight_core.registry import RemoteFile  # noqa: E402
 
 URL = "https://bench.example.org/data/blob.bin"
 BARE_CHUNK = 1 << 20

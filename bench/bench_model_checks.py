@@ -49,7 +49,7 @@ import sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
 from checks import models
-from core.hf_cache import cache_report
+from preflight_core.hf_cache import cache_report
 from checks.tiny import load_tiny_world
 world = load_tiny_world(Path(sys.argv[1]))
 for name in ("siglip2_base", "siglip2_so400m", "clip_b32", "clip_l14"):

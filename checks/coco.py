@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from checks.scan import FileEntry, is_harmless, scan_tree, shown
-from core.findings import Finding
-from core.registry import CocoFacts
+from preflight_core.findings import Finding
+from preflight_core.registry import CocoFacts
 
 if TYPE_CHECKING:
     from checks.deep import VerifyCache

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from checks.scan import MAX_IMAGE_BYTES, FileEntry, iec, shown
-from core.findings import Finding
+from preflight_core.findings import Finding
 
 CACHE_FORMAT = b"preflight-verify-cache 1"
 # An entry whose mtime or ctime is this recent is not trusted yet: a write in the same timestamp tick

@@ -14,8 +14,8 @@ import re
 import sys
 from pathlib import Path
 
-from core.hf_cache import default_hf_cache
-from core.redact import redact
+from preflight_core.hf_cache import default_hf_cache
+from preflight_core.redact import redact
 
 # display name -> distribution name
 PACKAGES = {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from checks.session import Checkup
-from core.registry import ASSETS
+from preflight_core.registry import ASSETS
 
 
 def fetch_missing(checkup: Checkup) -> dict:

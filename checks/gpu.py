@@ -14,8 +14,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from core.findings import Finding
-from core.registry import ModelFacts
+from preflight_core.findings import Finding
+from preflight_core.registry import ModelFacts
 
 GiB = 1 << 30
 CUDA_CONTEXT_BYTES = 512 << 20  # CUDA context + cuBLAS/cuDNN workspaces, roughly

@@ -31,9 +31,9 @@ from checks.scan import (
     scan_tree,
     shown,
 )
-from core.findings import Finding, Fix
-from core.imagenet_files import VAL_NAME, WNID, bad_synset_lines, parse_synsets, val_name
-from core.registry import (
+from preflight_core.findings import Finding, Fix
+from preflight_core.imagenet_files import VAL_NAME, WNID, bad_synset_lines, parse_synsets, val_name
+from preflight_core.registry import (
     CLASS_INDEX,
     IMAGENET_VAL_BLURRED,
     META_FILENAMES,

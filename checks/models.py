@@ -1,7 +1,7 @@
 """The four models: are the blobs intact, does it load offline, does it run.
 
 Plain Python, no pytest. ``verify_blobs`` hashes the Hugging Face cache's blobs and imports neither
-torch nor transformers (the cache layout and the weights' identity live in ``core.hf_cache``).
+torch nor transformers (the cache layout and the weights' identity live in ``preflight_core.hf_cache``).
 Loading and the forward pass go through one adapter per model library (``ADAPTERS``, keyed by the
 registry's ``library``): the real transformers / open_clip code paths, always offline.
 """
@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.findings import Finding, Fix
-from core.hashing import blob_digest
-from core.hf_cache import cache_report, fix_for, hub_offline
-from core.registry import ModelFacts
+from preflight_core.findings import Finding, Fix
+from preflight_core.hashing import blob_digest
+from preflight_core.hf_cache import cache_report, fix_for, hub_offline
+from preflight_core.registry import ModelFacts
 
 __all__ = ["ModelLoadError", "Loaded", "ForwardResult", "load_model", "forward_check", "clear_loaded", "hub_offline",
            "verify_blobs", "blob_findings", "open_clip_configs", "ADAPTERS", "adapter_for"]
@@ -283,7 +283,7 @@ class OpenClipAdapter:
         where, fix = _where(facts, hf_cache), fix_for(facts.repo_id)
         if not facts.open_clip_name:
             raise ModelLoadError(f"{facts.repo_id}: the registry gives no open_clip model name",
-                                 "add open_clip_name to its ModelFacts in core/registry.py")
+                                 "add open_clip_name to its ModelFacts in preflight_core/registry.py")
         with open_clip_configs(config_dir):
             import open_clip
 

@@ -22,9 +22,9 @@ from checks.verbs import (
     could_not_check,
     outcome,
 )
-from core.findings import Status
-from core.options import OPTIONS
-from core.registry import ASSETS, all_markers
+from preflight_core.findings import Status
+from preflight_core.options import OPTIONS
+from preflight_core.registry import ASSETS, all_markers
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

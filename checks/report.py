@@ -16,8 +16,8 @@ import pytest
 from checks.selection import narrowing_arguments
 from checks.session import CHECKUP, NARROWED, Checkup, is_worker
 from checks.verbs import ASSET_KEY, FIELD_KEY, INFO_KEY, OUTCOME_KEY, REQUIRED_KEY, SIZE_KEY, WARNING_KEY
-from core.findings import Fix, Status
-from core.registry import ASSETS
+from preflight_core.findings import Fix, Status
+from preflight_core.registry import ASSETS
 
 CHECKS_DIR = Path(__file__).resolve().parent
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from core.findings import human_bytes as iec  # noqa: F401  (IEC units, one implementation; re-exported)
+from preflight_core.findings import human_bytes as iec  # noqa: F401  (IEC units, one implementation; re-exported)
 
 if TYPE_CHECKING:
     from checks.deep import VerifyCache

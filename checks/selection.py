@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from core.registry import ASSETS, SELECTORS, Asset
+from preflight_core.registry import ASSETS, SELECTORS, Asset
 
 _TOKEN = re.compile(r"\s*(\(|\)|[\w.+-]+)")
 

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from checks.selection import Selection
-from core.findings import Fix
-from core.hf_cache import offline_requested
-from core.options import OPTIONS, OptionError, Origin, Resolved, resolve
-from core.presence import asset_state, find_imagenet_tar
-from core.registry import ASSETS, Asset
-from core.world import World
+from preflight_core.findings import Fix
+from preflight_core.hf_cache import offline_requested
+from preflight_core.options import OPTIONS, OptionError, Origin, Resolved, resolve
+from preflight_core.presence import asset_state, find_imagenet_tar
+from preflight_core.registry import ASSETS, Asset
+from preflight_core.world import World
 
 
 def stamp() -> str:

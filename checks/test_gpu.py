@@ -2,7 +2,7 @@
 
 import pytest
 
-from core.findings import Status
+from preflight_core.findings import Status
 
 pytestmark = pytest.mark.asset("gpu")
 

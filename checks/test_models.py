@@ -4,9 +4,9 @@ import pytest
 
 from checks import models
 from checks.verbs import expect_none, for_assets
-from core.findings import Status
-from core.hf_cache import cache_report, weights_identity
-from core.registry import ASSETS
+from preflight_core.findings import Status
+from preflight_core.hf_cache import cache_report, weights_identity
+from preflight_core.registry import ASSETS
 
 MODELS = for_assets(*(name for name, a in ASSETS.items() if a.kind == "model"))
 

@@ -13,8 +13,8 @@ import random
 from dataclasses import replace
 from pathlib import Path
 
-from core.imagenet_files import derive_wnid_to_label, val_name
-from core.registry import (
+from preflight_core.imagenet_files import derive_wnid_to_label, val_name
+from preflight_core.registry import (
     ASSETS,
     CLASS_INDEX,
     SIMPLE_LABELS,
@@ -24,7 +24,7 @@ from core.registry import (
     ImageNetMetaFacts,
     ImageNetValFacts,
 )
-from core.world import World
+from preflight_core.world import World
 
 # Real wnids; two share the label "crane" like the real class index (134 and 517).
 TINY_CLASSES = (

@@ -26,9 +26,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from checks.models import open_clip_configs
-from core.hashing import git_blob_sha1_bytes
-from core.hf_cache import repo_dir
-from core.registry import ASSETS, OPEN_CLIP_FILES, SIGLIP2_FILES, ModelFacts
+from preflight_core.hashing import git_blob_sha1_bytes
+from preflight_core.hf_cache import repo_dir
+from preflight_core.registry import ASSETS, OPEN_CLIP_FILES, SIGLIP2_FILES, ModelFacts
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".model", ".msgpack", ".h5", ".onnx")
 LFS_THRESHOLD = 10 << 20

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from checks.session import Checkup
-from core.findings import Finding, Fix, Status, human_bytes
-from core.presence import asset_state
-from core.registry import Asset
+from preflight_core.findings import Finding, Fix, Status, human_bytes
+from preflight_core.presence import asset_state
+from preflight_core.registry import Asset
 
 OUTCOME_KEY = "preflight_outcome"  # {"status", "problem", "fix", "fix_commands"}
 ASSET_KEY = "preflight_asset"

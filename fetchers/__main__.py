@@ -17,12 +17,12 @@ import os
 import sys
 from pathlib import Path
 
-from core.findings import human_bytes
-from core.options import OPTIONS, OptionError, resolve
-from core.presence import find_imagenet_tar
-from core.registry import ASSETS, DOWNLOADS
-from core.world import World
 from fetchers.plan import FETCHER_INPUT, FETCHERS, download_size, fetch_one, size_text
+from preflight_core.findings import human_bytes
+from preflight_core.options import OPTIONS, OptionError, resolve
+from preflight_core.presence import find_imagenet_tar
+from preflight_core.registry import ASSETS, DOWNLOADS
+from preflight_core.world import World
 
 PROJECT = Path(__file__).resolve().parents[1]
 # flag -> assets it fetches (the registry's fetch_flag), in the order the fetchers run

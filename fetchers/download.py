@@ -52,12 +52,12 @@ import requests
 import urllib3
 from filelock import FileLock
 
-from core.findings import human_bytes
-from core.hashing import sha256_file
-from core.options import OPTIONS, OptionError, resolve
-from core.redact import redact  # re-exported: fetchers.download.redact
-from core.registry import RemoteFile
 from fetchers.errors import FetchError, explain_os_error
+from preflight_core.findings import human_bytes
+from preflight_core.hashing import sha256_file
+from preflight_core.options import OPTIONS, OptionError, resolve
+from preflight_core.redact import redact  # re-exported: fetchers.download.redact
+from preflight_core.registry import RemoteFile
 
 CHUNK_SIZE = 1 << 20  # bytes per buffer: per-buffer Python overhead negligible, still warm in cache when hashed
 BUFFERS = 8  # buffers in flight (received, waiting to be hashed): at most 8 MiB
@@ -762,13 +762,13 @@ def _stream(r: requests.Response, shown: str, remote: RemoteFile, part: _Partial
             raise _UrlFailed(_size_message(remote, f"more than {remote.size:,}"), _SIZE_FIX)
 
 
-_SIZE_FIX = "if the file really changed upstream, its pin in core/registry.py needs updating; else try a mirror"
+_SIZE_FIX = "if the file really changed upstream, its pin in preflight_core/registry.py needs updating; else try a mirror"
 
 
 def _html_message(remote: RemoteFile) -> tuple[str, str]:
     return (f"got an HTML page instead of {remote.filename}: the URL probably needs a login or moved",
             f"open the URL in a browser; if it needs a login, download {remote.filename} by hand and put it "
-            f"in place, else update its URL in core/registry.py")
+            f"in place, else update its URL in preflight_core/registry.py")
 
 
 def _size_message(remote: RemoteFile, got: str) -> str:
@@ -784,7 +784,7 @@ def _check_response(r: requests.Response, shown: str, remote: RemoteFile, part: 
                          f"download {remote.filename} by hand (logged in) and put it in place")
     if code in (404, 410):
         raise _UrlFailed(f"HTTP {code} {r.reason}: {remote.filename} is not there (moved or removed)",
-                         "find its new URL and update core/registry.py")
+                         "find its new URL and update preflight_core/registry.py")
     if code == 416 and part.pos:
         at = part.pos
         part.restart()  # our partial file is not a prefix of what the server has

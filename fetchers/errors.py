@@ -12,8 +12,8 @@ import errno
 import re
 from pathlib import Path
 
-from core.options import OPTIONS
-from core.redact import redact
+from preflight_core.options import OPTIONS
+from preflight_core.redact import redact
 
 
 class FetchError(RuntimeError):

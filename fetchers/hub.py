@@ -30,7 +30,7 @@ The decision, under a per-repo lock:
 The cache check (what "passes" means, and what it costs): every file up to ``HASHED_ALWAYS`` (64 MiB; SigLIP2's
 34 MB tokenizer.json included) is hashed and compared with its blob name on every fetch; larger blobs (the weights)
 are judged by name (= the pinned sha256), size (= the pinned size) and structure (the safetensors header and
-length, ``core.hf_cache.file_problem``) -- not hashed, so a fetch of a complete 4.5 GB model takes milliseconds.
+length, ``preflight_core.hf_cache.file_problem``) -- not hashed, so a fetch of a complete 4.5 GB model takes milliseconds.
 A same-size bit flip inside a large blob is ``pytest --deep``'s to find; its fix (remove the blob, fetch again)
 then replaces it here.
 
@@ -54,10 +54,10 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from core.hashing import blob_digest
-from core.hf_cache import default_hf_cache, file_problem, repo_dir
-from core.registry import ASSETS, ModelFacts
 from fetchers.download import DownloadError, FetchResult
+from preflight_core.hashing import blob_digest
+from preflight_core.hf_cache import default_hf_cache, file_problem, repo_dir
+from preflight_core.registry import ASSETS, ModelFacts
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 HASHED_ALWAYS = 64 << 20  # cached files up to this size are hashed on every fetch; larger ones: name, size, structure
@@ -208,7 +208,7 @@ def _cache_problem(link: Path, pin: Pin | None) -> str | None:
         if link.is_symlink() and got is not None and got[1] != blob.name:
             return f"its content no longer matches its etag ({got[0]} {got[1][:12]}…, name {blob.name[:12]}…)"
         if not link.is_symlink() and pin is not None:  # a cache written without symlinks: hash the file itself
-            from core.hashing import sha256_file
+            from preflight_core.hashing import sha256_file
 
             digest = sha256_file(blob)
             if digest != pin.sha256:
@@ -391,7 +391,7 @@ class _Run:
             raise HubFetchError(
                 f"{self.repo_id} has none of {', '.join(names)} at {revision} on {self.shown_endpoint}, "
                 f"{'the weights open_clip looks for' if self.facts.library == 'open_clip' else 'which the model needs'}.",
-                f"check the repo on https://huggingface.co/{self.repo_id}/tree/{revision} and core/registry.py.")
+                f"check the repo on https://huggingface.co/{self.repo_id}/tree/{revision} and preflight_core/registry.py.")
         commit = meta.commit_hash or (revision if _COMMIT.match(revision) else None)
         if commit is None or not _COMMIT.match(commit):
             raise HubFetchError(f"{self.shown_endpoint} named no commit (X-Repo-Commit) for {self.repo_id}@{revision}.",
@@ -406,7 +406,7 @@ class _Run:
                 f"ones: {pin.file} found {found} ({size}), published {pin.sha256[:16]}… ({pin.size:,} B). Refused "
                 f"before downloading; the cache was left as it was.",
                 "check HF_ENDPOINT (a mirror may serve a re-upload or a fine-tune under this repo id) and the pins "
-                f"in core/registry.py; the published files are at "
+                f"in preflight_core/registry.py; the published files are at "
                 f"https://huggingface.co/{self.repo_id}/tree/{pin.revision or 'main'}.")
         return commit, name
 
@@ -446,7 +446,7 @@ class _Run:
             raise HubFetchError(
                 f"{self.repo_id} (commit {commit}) has no {', '.join(missing_from_repo)}; the model needs "
                 f"{'it' if len(missing_from_repo) == 1 else 'them'}.",
-                f"check the repo id and the file list in core/registry.py against "
+                f"check the repo id and the file list in preflight_core/registry.py against "
                 f"https://huggingface.co/{self.repo_id}/tree/{commit}.")
 
     # -- verification ------------------------------------------------------------------------------
@@ -521,7 +521,7 @@ def _pinned_open_clip_file(facts: ModelFacts, pin: Pin, names: tuple[str, ...]) 
     if pin.file not in names:
         raise HubFetchError(
             f"open_clip looks for {' then '.join(names)} in {facts.repo_id}, not for the pinned {pin.file}.",
-            "check weights_file in core/registry.py and the installed open_clip version.")
+            "check weights_file in preflight_core/registry.py and the installed open_clip version.")
     if names[0] != pin.file:
         raise HubFetchError(
             f"open_clip would load {names[0]} from {facts.repo_id} before the pinned {pin.file} "
@@ -545,13 +545,13 @@ def _open_clip_weights(facts: ModelFacts) -> tuple[str, tuple[str, ...]]:
         raise HubFetchError(
             f"open_clip {open_clip.__version__} knows no 'openai' weights on the Hugging Face Hub for {name!r}, "
             f"so `open_clip.create_model_and_transforms({name!r}, pretrained='openai')` cannot load them. "
-            "check open_clip_name in core/registry.py and the installed open_clip version.")
+            "check open_clip_name in preflight_core/registry.py and the installed open_clip version.")
     repo_id, filename = os.path.split(cfg["hf_hub"])  # "org/repo/" -> no file name: open_clip's default
     filename = filename or HF_WEIGHTS_NAME
     if repo_id != facts.repo_id:
         raise HubFetchError(
             f"open_clip {open_clip.__version__} loads {name} 'openai' weights from {repo_id}, the registry says "
-            f"{facts.repo_id}.", f"update repo_id in core/registry.py to {repo_id}.")
+            f"{facts.repo_id}.", f"update repo_id in preflight_core/registry.py to {repo_id}.")
     names = [filename]
     if filename == HF_WEIGHTS_NAME:
         names.insert(0, HF_SAFE_WEIGHTS_NAME)
@@ -613,7 +613,7 @@ def _explain(e: Exception, repo_id: str, endpoint: str, revision: str) -> HubFet
                 f"with a read token of that account, and fetch again.")
     if isinstance(e, RepositoryNotFoundError):
         return HubFetchError(f"{repo_id} was not found at {endpoint} (HTTP {status}).",
-                             "check the repo id in core/registry.py and HF_ENDPOINT; a private repo answers the same without a valid HF_TOKEN.")
+                             "check the repo id in preflight_core/registry.py and HF_ENDPOINT; a private repo answers the same without a valid HF_TOKEN.")
     if isinstance(e, RevisionNotFoundError):
         return HubFetchError(f"{repo_id} has no revision '{revision}' at {endpoint} (HTTP {status}).",
                              f"check {page} and HF_ENDPOINT.")

@@ -33,11 +33,11 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from core.findings import Finding, human_bytes
-from core.imagenet_files import bad_synset_lines, parse_synsets
-from core.registry import IMAGENET_META_FILES, IMAGENET_VAL_BLURRED, IMAGENET_VAL_TAR
 from fetchers.download import ProgressArg, check_free_space, resolve_progress
 from fetchers.errors import FetchError, explain
+from preflight_core.findings import Finding, human_bytes
+from preflight_core.imagenet_files import bad_synset_lines, parse_synsets
+from preflight_core.registry import IMAGENET_META_FILES, IMAGENET_VAL_BLURRED, IMAGENET_VAL_TAR
 
 DEST_NAME = "imagenet_val"
 FLAT = re.compile(r"ILSVRC2012_val_(\d{8})\.JPEG")

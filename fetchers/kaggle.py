@@ -32,9 +32,9 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from core.registry import COCO_KAGGLE_HANDLE, COCO_KAGGLE_PATH
 from fetchers.download import DownloadError, ExistingFileDiffers, FetchResult
 from fetchers.errors import fetch_command
+from preflight_core.registry import COCO_KAGGLE_HANDLE, COCO_KAGGLE_PATH
 
 ENDPOINT_ENV = "PREFLIGHT_KAGGLE_ENDPOINT"
 LINK_NAME = "coco_val2017"
@@ -215,7 +215,7 @@ def _download(handle: str, path: str, url: str, source: CredentialSource | None,
                    f"that the token may read datasets; then rerun {command} (or use `--coco-source official`)")
         elif status == 404:
             message = f"Kaggle has no {what} (HTTP 404)"
-            fix = f"check COCO_KAGGLE_HANDLE and COCO_KAGGLE_PATH in core/registry.py against {url}"
+            fix = f"check COCO_KAGGLE_HANDLE and COCO_KAGGLE_PATH in preflight_core/registry.py against {url}"
         else:
             message, fix = f"Kaggle answered HTTP {status} for {what}", f"retry later ({command}); see {url}"
     except DataCorruptionError:
@@ -260,7 +260,7 @@ def _check_download(out: Path, handle: str, path: str, marker: Path | None, said
         f"{said} {what} at {out}, where the folder {path} of {handle} should be (a folder of images); "
         f"data_root/{LINK_NAME} was not linked to it",
         f"remove that cache entry ({remove}) and rerun {command}; if Kaggle serves {path} as a "
-        f"file again, check COCO_KAGGLE_PATH in core/registry.py or use `--coco-source official`")
+        f"file again, check COCO_KAGGLE_PATH in preflight_core/registry.py or use `--coco-source official`")
 
 
 def _make_link(link: Path, target: Path) -> None:

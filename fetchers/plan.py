@@ -18,11 +18,13 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from core.findings import human_bytes
-from core.hf_cache import cache_report, weights_identity
-from core.imagenet_files import derive_wnid_to_label
-from core.presence import asset_state, find_imagenet_tar
-from core.registry import (
+from fetchers.download import check_free_space, fetch_file
+from fetchers.errors import FetchError, FetchInterrupted, explain, fetch_command
+from preflight_core.findings import human_bytes
+from preflight_core.hf_cache import cache_report, weights_identity
+from preflight_core.imagenet_files import derive_wnid_to_label
+from preflight_core.presence import asset_state, find_imagenet_tar
+from preflight_core.registry import (
     ASSETS,
     CLASS_INDEX,
     COCO_VAL_ZIP,
@@ -33,9 +35,7 @@ from core.registry import (
     WNID_TO_LABEL_FILENAME,
     Asset,
 )
-from core.world import World
-from fetchers.download import check_free_space, fetch_file
-from fetchers.errors import FetchError, FetchInterrupted, explain, fetch_command
+from preflight_core.world import World
 
 __all__ = ["FETCHERS", "FetchError", "FetchOutcome", "fetch_missing", "fetch_one"]
 

@@ -1,4 +1,4 @@
-"""Fixtures shared by the self-tests: fake servers on 127.0.0.1."""
+"""Fixtures shared by the self-tests: fake servers on 127.0.0.1; pytester drives the checks."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `checks`, `fetchers` and `tests.fakes` import from the repository root
     sys.path.insert(0, str(REPO))
 
-from core.registry import COCO_KAGGLE_HANDLE  # noqa: E402
+from preflight_core.registry import COCO_KAGGLE_HANDLE  # noqa: E402
 from tests.fakes.http_server import FakeHTTPServer  # noqa: E402
 from tests.fakes.hub_server import FakeHub  # noqa: E402
 from tests.fakes.kaggle_server import FakeKaggle, coco_val2017_files  # noqa: E402
 from tests.fakes.network import loopback_only  # noqa: E402
+
+pytest_plugins = ["pytester"]  # only the self-tests need it; user runs never load it
 
 KAGGLE_USER = "researcher"
 COCO_VAL = coco_val2017_files()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from checks.tiny import TINY_CLASSES, build_tiny_world, tiny_labels
-from core.imagenet_files import VAL_NAME, val_name
+from preflight_core.imagenet_files import VAL_NAME, val_name
 from tests.checkrun import clean_environment, run_checks
 
 DATA = "imagenet or coco"
@@ -429,7 +429,7 @@ def test_cross_checks_report_not_checked_without_meta(pytester, world):
 def full_scale_root(tmp_path_factory, reference_imagenet) -> Path:
     """1000 classes × 50 tiny JPEGs under the real names, labelled by the real synsets file."""
     from checks.tiny import jpeg_bytes
-    from core.imagenet_files import derive_wnid_to_label
+    from preflight_core.imagenet_files import derive_wnid_to_label
 
     root = tmp_path_factory.mktemp("full") / "raw"
     body = jpeg_bytes(7, size=(8, 8))
@@ -484,7 +484,7 @@ def test_full_scale_devkit_id_mixup_is_caught(pytester, full_scale_root, tmp_pat
 
 def test_real_meta_files_pass_and_keep_known_duplicates(full_scale_root):
     from checks import imagenet
-    from core.registry import ASSETS
+    from preflight_core.registry import ASSETS
 
     meta_ = imagenet.load_meta(full_scale_root / "imagenet_meta")
     facts = ASSETS["imagenet_meta"].facts

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from core.registry import IMAGENET_META_FILES, RemoteFile
 from fetchers.download import (
     DownloadError,
     ExistingFileDiffers,
@@ -25,6 +24,7 @@ from fetchers.download import (
     mirrored,
     redact,
 )
+from preflight_core.registry import IMAGENET_META_FILES, RemoteFile
 from tests.fakes.http_server import FakeHTTPServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,7 +135,7 @@ def test_threads_racing_download_exactly_once(served, tmp_path: Path) -> None:
 RACER = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
-from core.registry import RemoteFile
+from preflight_core.registry import RemoteFile
 from fetchers.download import fetch_file
 r = fetch_file(RemoteFile(*json.loads(sys.argv[2])), sys.argv[3], progress=None, backoff=0.001, chunk_size=65536)
 print(json.dumps({"already_present": r.already_present, "bytes": r.bytes_downloaded}))
@@ -533,8 +533,8 @@ def test_whole_fetch_is_bounded_by_max_seconds(http_mirror, tmp_path: Path) -> N
 
 
 def test_stall_seconds_option_env_and_errors(monkeypatch) -> None:
-    from core.options import OPTIONS, OptionError, resolve
     from fetchers.download import default_stall_seconds
+    from preflight_core.options import OPTIONS, OptionError, resolve
 
     opt = OPTIONS["stall-seconds"]
     assert (opt.flag, opt.env, opt.ini, opt.default) == ("--stall-seconds", "PREFLIGHT_STALL_SECONDS",

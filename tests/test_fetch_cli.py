@@ -10,8 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core.registry import IMAGENET_META_FILES
 from fetchers.__main__ import main
+from preflight_core.registry import IMAGENET_META_FILES
 from tests.checkrun import PROJECT
 
 

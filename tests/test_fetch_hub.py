@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from core.registry import ASSETS, ModelFacts
 from fetchers.hub import HubFetchError, fetch_hf_model
+from preflight_core.registry import ASSETS, ModelFacts
 from tests.fakes.hub_server import FakeHub, HubRepo
 from tests.fakes.network import loopback_only
 
@@ -524,7 +524,7 @@ def test_missing_repo_names_the_repo_and_the_fix(hub: FakeHub) -> None:
     with pytest.raises(HubFetchError) as e:
         fetch_hf_model(SIGLIP)
     message = str(e.value)
-    assert SIGLIP.repo_id in message and "not found" in message and "core/registry.py" in message
+    assert SIGLIP.repo_id in message and "not found" in message and "preflight_core/registry.py" in message
 
 
 @pytest.mark.parametrize("token, status", [(None, 401), ("hf_not_granted_1234", 403)])
@@ -612,7 +612,7 @@ def test_env_vars_set_before_import_are_honoured(tmp_path: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
         env.update(HF_ENDPOINT=fake.url, HF_HOME=str(tmp_path / "home"), PYTHONPATH=str(REPO_ROOT))
         script = ("import dataclasses\n"
-                  "from core.registry import ASSETS; from fetchers.hub import fetch_hf_model\n"
+                  "from preflight_core.registry import ASSETS; from fetchers.hub import fetch_hf_model\n"
                   "from tests.fakes.network import loopback_only\n"
                   f"facts = dataclasses.replace(ASSETS['siglip2_base'].facts, revision={facts.revision!r}, "
                   f"weights_size={facts.weights_size}, weights_sha256={facts.weights_sha256!r})\n"

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from core.registry import COCO_KAGGLE_PATH
 from fetchers.download import ExistingFileDiffers
 from fetchers.kaggle import KaggleCredentialsWarning, KaggleFetchError, fetch_coco_kaggle
+from preflight_core.registry import COCO_KAGGLE_PATH
 from tests.conftest import COCO_VAL as VAL
 from tests.conftest import KAGGLE_USER as USER
 from tests.fakes.kaggle_server import FakeKaggle
@@ -182,7 +182,7 @@ def test_corrupted_file_is_reported_and_the_rerun_fetches_only_it(kaggle: FakeKa
 
 def test_a_file_where_the_val2017_folder_should_be_is_refused_on_download_and_on_cache_hit(
         kaggle: FakeKaggle, tmp_path: Path) -> None:
-    from core.registry import COCO_KAGGLE_HANDLE
+    from preflight_core.registry import COCO_KAGGLE_HANDLE
 
     kaggle.add_user(USER, SECRET)
     kaggle_json()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from checks.tiny import build_tiny_world, tiny_labels
-from core.registry import IMAGENET_META_FILES
+from preflight_core.registry import IMAGENET_META_FILES
 from tests.checkrun import clean_environment, run_checks
 from tests.conftest import KAGGLE_USER as USER
 from tests.fakes.hub_server import FakeHub
@@ -220,8 +220,8 @@ def test_ctrl_c_during_fetch_missing_ends_with_one_line(pytester, emptied_world,
 
 def test_outcomes_are_records_and_the_log_says_each_failure_once(emptied_world, http_mirror, capsys):
     from checks.tiny import load_tiny_world
-    from core.registry import ASSETS
     from fetchers.plan import FetchOutcome, fetch_missing
+    from preflight_core.registry import ASSETS
 
     http_mirror.files.clear()  # every metadata URL answers 404
     world = load_tiny_world(Path(emptied_world))

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from core.findings import human_bytes
 from fetchers.download import NotEnoughSpace
 from fetchers.imagenet_tar import (
     ExistingTreeDiffers,
@@ -25,6 +24,7 @@ from fetchers.imagenet_tar import (
     UnsafeMember,
     reorganize_imagenet_tar,
 )
+from preflight_core.findings import human_bytes
 from tests.fakes.imagenet_tar import member_name, small_labels, tiny_jpeg, write_val_tar
 
 REPO = Path(__file__).resolve().parents[1]

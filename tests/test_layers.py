@@ -1,4 +1,4 @@
-"""The house's layers hold: core imports neither checks nor fetchers; fetchers import only core;
+"""The house's layers hold: preflight_core imports neither checks nor fetchers; fetchers import only preflight_core;
 one module of checks imports fetchers."""
 
 from __future__ import annotations
@@ -20,21 +20,21 @@ def imported_packages(path: Path) -> set[str]:
             names |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module.split(".")[0])
-    return names & {"core", "checks", "fetchers", "tests"}
+    return names & {"preflight_core", "checks", "fetchers", "tests"}
 
 
 def modules(package: str) -> list[Path]:
     return sorted((PROJECT / package).rglob("*.py"))
 
 
-@pytest.mark.parametrize("path", modules("core"), ids=lambda p: p.name)
-def test_core_imports_neither_checks_nor_fetchers(path):
-    assert imported_packages(path) <= {"core"}, f"{path.relative_to(PROJECT)} reaches out of core"
+@pytest.mark.parametrize("path", modules("preflight_core"), ids=lambda p: p.name)
+def test_preflight_core_imports_neither_checks_nor_fetchers(path):
+    assert imported_packages(path) <= {"preflight_core"}, f"{path.relative_to(PROJECT)} reaches out of preflight_core"
 
 
 @pytest.mark.parametrize("path", modules("fetchers"), ids=lambda p: p.name)
-def test_fetchers_import_only_core(path):
-    assert imported_packages(path) <= {"core", "fetchers"}, f"{path.relative_to(PROJECT)} imports checks"
+def test_fetchers_import_only_preflight_core(path):
+    assert imported_packages(path) <= {"preflight_core", "fetchers"}, f"{path.relative_to(PROJECT)} imports checks"
 
 
 def test_one_module_of_checks_imports_fetchers():

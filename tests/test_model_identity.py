@@ -1,12 +1,12 @@
 """The published weights, not look-alikes (issue 8), the fixes of model rows, and the HF cache location.
 
-- ``core.hf_cache.weights_identity``: refs/main's weight file must be a symlink to the blob named by the
+- ``preflight_core.hf_cache.weights_identity``: refs/main's weight file must be a symlink to the blob named by the
   pinned sha256, of the pinned size; unit tests on a copy of a tiny HF cache.
 - ``test_published_weights`` through pytest (pytester) on tiny worlds: a right-shape impostor fails that
   check alone; a ``.bin``-only CLIP snapshot is unverified; another revision with the published weights
   is a note; every model row carries its revision and weights digest.
-- ``core.hf_cache.fix_for``: one fix for every model message, runnable as printed under HF_HUB_OFFLINE.
-- ``core.hf_cache.default_hf_cache`` against huggingface_hub itself, over a matrix of environments.
+- ``preflight_core.hf_cache.fix_for``: one fix for every model message, runnable as printed under HF_HUB_OFFLINE.
+- ``preflight_core.hf_cache.default_hf_cache`` against huggingface_hub itself, over a matrix of environments.
 """
 
 from __future__ import annotations
@@ -23,8 +23,15 @@ import pytest
 
 from checks.tiny import build_tiny_world
 from checks.tiny_models import etag_for, relink_snapshot_file, snapshot_dir, write_tiny_models
-from core.hf_cache import default_hf_cache, fix_for, hub_offline, offline_requested, repo_dir, weights_identity
-from core.registry import ASSETS
+from preflight_core.hf_cache import (
+    default_hf_cache,
+    fix_for,
+    hub_offline,
+    offline_requested,
+    repo_dir,
+    weights_identity,
+)
+from preflight_core.registry import ASSETS
 from tests.checkrun import clean_environment, run_checks
 
 MODELS = ("siglip2_base", "siglip2_so400m", "clip_b32", "clip_l14")
@@ -200,8 +207,8 @@ def test_absent_weights_are_cache_reports_business(cache: Path, facts, tmp_path:
 
 
 def test_identity_imports_no_ml_library(tiny_cache):
-    code = ("import sys; from pathlib import Path; from core.hf_cache import weights_identity; "
-            "from core.registry import ASSETS; "
+    code = ("import sys; from pathlib import Path; from preflight_core.hf_cache import weights_identity; "
+            "from preflight_core.registry import ASSETS; "
             f"i = weights_identity(ASSETS['clip_b32'].facts, Path({str(tiny_cache[0])!r})); assert i.status == 'other'; "
             "bad = sorted({'torch', 'transformers', 'open_clip', 'huggingface_hub', 'safetensors'} & set(sys.modules)); "
             "assert not bad, bad")

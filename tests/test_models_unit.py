@@ -27,8 +27,8 @@ from checks.models import (
     verify_blobs,
 )
 from checks.tiny_models import relink_snapshot_file, snapshot_dir, write_tiny_models
-from core.hf_cache import cache_report, repo_dir, safetensors_problem
-from core.registry import ASSETS, ModelFacts
+from preflight_core.hf_cache import cache_report, repo_dir, safetensors_problem
+from preflight_core.registry import ASSETS, ModelFacts
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ("siglip2_base", "siglip2_so400m", "clip_b32", "clip_l14")
@@ -147,8 +147,8 @@ def test_cache_report_of_absent_model(tmp_path: Path):
 
 def test_cache_report_imports_no_ml_library(tiny: Tiny, tmp_path: Path):
     code = (
-        "import sys; from pathlib import Path; from core.hf_cache import cache_report; from checks.models import verify_blobs; "
-        "from core.registry import ASSETS; "
+        "import sys; from pathlib import Path; from preflight_core.hf_cache import cache_report; from checks.models import verify_blobs; "
+        "from preflight_core.registry import ASSETS; "
         f"r = cache_report(ASSETS['siglip2_base'].facts, Path({str(tiny.hf_cache)!r})); assert r.snapshot; "
         f"verify_blobs(r.snapshot, ASSETS['siglip2_base'].facts.files, Path({str(tmp_path / 'v.sqlite3')!r})); "
         "import checks.envinfo as e; e.environment_summary(); e.environment_problems(); "

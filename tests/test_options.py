@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from core.options import OPTIONS, OptionError, resolve
+from preflight_core.options import OPTIONS, OptionError, resolve
 from tests.checkrun import CHECKS, PROJECT, clean_environment
 
 
@@ -113,7 +113,7 @@ def test_report_json_shape(pytester, tmp_path):
 
 
 def test_every_registry_marker_is_registered_by_the_plugin(pytester):
-    from core.registry import all_markers
+    from preflight_core.registry import all_markers
 
     result = pytester.runpytest_inprocess(str(CHECKS), "--markers", "-p", "no:cacheprovider")
     listed = {line.split(":")[0].removeprefix("@pytest.mark.").split("(")[0] for line in result.outlines

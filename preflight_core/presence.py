@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from core.registry import DOWNLOADS, IMAGENET_TAR_NAMES, Asset
-from core.world import World
+from preflight_core.registry import DOWNLOADS, IMAGENET_TAR_NAMES, Asset
+from preflight_core.world import World
 
 
 def asset_state(world: World, asset: Asset) -> tuple[str, str]:

@@ -10,9 +10,9 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from core import registry
-from core.hf_cache import default_hf_cache, repo_dir
-from core.registry import ASSETS, Asset
+from preflight_core import registry
+from preflight_core.hf_cache import default_hf_cache, repo_dir
+from preflight_core.registry import ASSETS, Asset
 
 
 @dataclass(frozen=True)

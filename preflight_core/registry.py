@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from core.findings import Fix, human_bytes
+from preflight_core.findings import Fix, human_bytes
 
 # Phases and the experiments that belong to them (phase2 is retrieval and has no exp markers).
 PHASES: dict[str, tuple[str, ...]] = {

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.findings import Finding, Fix, human_bytes
-from core.registry import ASSETS, ModelFacts
+from preflight_core.findings import Finding, Fix, human_bytes
+from preflight_core.registry import ASSETS, ModelFacts
 
 _JSON_PARSE_LIMIT = 4 << 20  # bigger JSON files (gemma's tokenizer.json: 34 MB) only get a truncation check
 _SAFETENSORS_DTYPE_BYTES = {
@@ -361,7 +361,7 @@ def weights_identity(facts: ModelFacts, hf_cache: Path) -> WeightsIdentity:
     fix = fix_for(repo)
     if not (facts.weights_file and facts.weights_sha256 and facts.weights_size):
         return WeightsIdentity(**base, status="unverified", fix=Fix("add the published revision, weight file, size "
-                                                                    "and sha256 of this model to core/registry.py"),
+                                                                    "and sha256 of this model to preflight_core/registry.py"),
                                problem=f"unverified: {repo}: the registry pins no published weights for it "
                                        f"— in {snap}")
     entry = next((e for e in facts.files
