@@ -58,8 +58,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_cmdline_main(config: pytest.Config) -> None:
-    """Under `-n`, keep each model's checks on one worker (xdist_group needs --dist loadgroup)."""
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """`--fleet`: srun this run on every node and merge (checks.fleet_run). Under `-n`, keep each
+    model's checks on one worker (xdist_group needs --dist loadgroup)."""
+    from checks.fleet_run import launch_if_fleet
+
+    fleet_exit = launch_if_fleet(config)
+    if fleet_exit is not None:
+        return fleet_exit
     if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") == "no":
         config.option.dist = "loadgroup"
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from checks.gpus import sub_row_text
 from checks.selection import narrowing_arguments
 from checks.session import CHECKUP, NARROWED, Checkup, is_worker
 from checks.verbs import ASSET_KEY, FIELD_KEY, INFO_KEY, OUTCOME_KEY, REQUIRED_KEY, SIZE_KEY, WARNING_KEY
@@ -262,6 +263,8 @@ class Report:
                 out += _wrapped("    - not checked (as asked): ", line, width)
         for line in row.info:
             out += _wrapped("    · ", line, width)
+        for gpu in row.fields.get("gpus") or []:  # one sub-row per visible GPU
+            out += _wrapped("    ", sub_row_text(gpu), width)
         for line in row.warnings[:3]:
             out += _wrapped("    ! ", line, width)
         if row.fetched is not None and row.fetched.ok:  # a failed fetch is in the row's problem already
@@ -343,6 +346,10 @@ class ReadinessReporter:
         out = checkup.value("report-json")
         if out is not None:
             report.write_json(out)
+        if checkup.value("fleet-dir") is not None:  # one node of a fleet run: its report, with its identity
+            from checks.fleet import write_node_report
+
+            write_node_report(checkup.value("fleet-dir"), report.as_dict())
         if not report.ok and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED  # e.g. a required check could not run
 

@@ -105,6 +105,13 @@ OPTIONS: dict[str, Option] = {
                "is retried (default: 60)", _positive_seconds, 60.0),
         Option("tiny-world", "check an already built tiny world (a folder made by checks.tiny; self-tests)",
                _path, None),
+        Option("fleet", "inside a Slurm allocation: run the same checks on every node (srun, one task per node) "
+               "and print one nodes x assets table", _bool, False, is_flag=True),
+        Option("fleet-dir", "write this node's report (with its Slurm identity) into this shared folder "
+               "(under --fleet: where the node reports go; default $SLURM_SUBMIT_DIR/preflight-fleet/JOB-TIME)",
+               _path, None),
+        Option("fleet-timeout", "under --fleet: a node still checking after this many seconds is stopped and "
+               "reported as timed out (default: 1800)", _positive_seconds, 1800.0),
     )
 }
 
