@@ -178,3 +178,12 @@ def test_local_processes_with_simulated_slurm_variables(tmp_path):
     merged = json.loads((tmp_path / "m.json").read_text())
     assert [n["state"] for n in merged["nodes"]] == ["ready", "not ready", "ready"]
     assert merged["nodes"][1]["assets"]["imagenet_val"] == "broken"
+
+
+def test_fleet_outside_an_allocation_says_how_to_get_one(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFLIGHT_", "SLURM_"))}
+    out = subprocess.run([sys.executable, "-m", "pytest", str(CHECKS), "-p", "no:cacheprovider", "--fleet"],
+                         cwd=tmp_path, env={**env, "PYTHONPATH": str(PROJECT)}, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 4 and "--fleet runs inside a Slurm allocation: salloc -N 4" in out.stderr
+    assert not list(tmp_path.iterdir())  # nothing launched, nothing written
