@@ -93,12 +93,13 @@ start() {
 }
 
 stop() {
-    local pidfile
+    local pidfile pid
     for pidfile in "$DIR"/run/slurmd-*.pid "$DIR/run/slurmctld.pid" "$DIR/run/munged.pid"; do
-        if alive "$pidfile"; then
-            kill "$(cat "$pidfile")" 2>/dev/null || true
-            for _ in $(seq 20); do alive "$pidfile" || break; sleep 0.25; done
-            alive "$pidfile" && kill -9 "$(cat "$pidfile")" 2>/dev/null || true
+        pid=$(cat "$pidfile" 2>/dev/null || true)  # read once: a daemon removes its pid file as it exits
+        if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+            kill "$pid" 2>/dev/null || true
+            for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+            kill -9 "$pid" 2>/dev/null || true
         fi
         rm -f "$pidfile"
     done
