@@ -33,7 +33,7 @@ from checks.fleet import (
 from preflight_core.options import OPTIONS, OptionError, resolve
 
 GRACE_SECONDS = 5  # between SIGTERM and SIGKILL for a node that ran past its limit
-FLEET_FLAGS = ("--fleet", "--fleet-dir", "--fleet-timeout")
+FLEET_FLAGS = ("--fleet", "--fleet-dir", "--fleet-timeout", "--report-json")  # the launcher's, not the nodes'
 
 
 def _setting(config: pytest.Config, name: str):
@@ -45,12 +45,13 @@ def _setting(config: pytest.Config, name: str):
 
 
 def node_args(args: list[str], folder: Path) -> list[str]:
-    """The user's pytest arguments for one node: the --fleet* ones replaced by --fleet-dir=FOLDER."""
+    """The user's pytest arguments for one node: the --fleet* ones replaced by --fleet-dir=FOLDER; --report-json
+    is the merged table's (every node writing one shared path would clobber it)."""
     out, skip = [], False
     for a in args:
         if skip:
             skip = False
-        elif a in ("--fleet-dir", "--fleet-timeout"):
+        elif a in FLEET_FLAGS[1:]:
             skip = True
         elif not a.startswith(FLEET_FLAGS):
             out.append(a)
@@ -97,7 +98,9 @@ def launch_if_fleet(config: pytest.Config) -> int | None:
         print(f"preflight fleet: NO VERDICT — {e}", flush=True)
         return 2
     print("\n".join(verdict.lines()), flush=True)
-    atomic_write_json(folder / ".merged.json", verdict.as_dict())
+    merged = _setting(config, "report-json")
+    atomic_write_json(Path(config.invocation_params.dir, merged) if merged else folder / ".merged.json",
+                      verdict.as_dict())
     return verdict.exit_code
 
 

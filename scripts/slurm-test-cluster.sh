@@ -61,7 +61,10 @@ EOF
     echo "NodeName=node[01-03] Name=gpu File=$DIR/dev/gpu[0-1]" >"$DIR/gres.conf"
 }
 
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+running() {  # a live process (a zombie, dead but not yet reaped, is not)
+    kill -0 "$1" 2>/dev/null && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
+}
+alive() { local pid; pid=$(cat "$1" 2>/dev/null || true); [ -n "$pid" ] && running "$pid"; }
 
 start() {
     install
@@ -96,10 +99,10 @@ stop() {
     local pidfile pid
     for pidfile in "$DIR"/run/slurmd-*.pid "$DIR/run/slurmctld.pid" "$DIR/run/munged.pid"; do
         pid=$(cat "$pidfile" 2>/dev/null || true)  # read once: a daemon removes its pid file as it exits
-        if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        if [ -n "$pid" ] && running "$pid"; then
             kill "$pid" 2>/dev/null || true
-            for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-            kill -9 "$pid" 2>/dev/null || true
+            for _ in $(seq 20); do running "$pid" || break; sleep 0.25; done
+            if running "$pid"; then kill -9 "$pid" 2>/dev/null || true; fi
         fi
         rm -f "$pidfile"
     done

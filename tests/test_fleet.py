@@ -131,8 +131,8 @@ def test_control_bytes_in_a_report_are_not_printed(tmp_path, capsys):
 
 
 def test_node_args_replace_the_fleet_flags():
-    assert node_args(["-m", "phase1", "--fleet", "--fleet-timeout", "9", "--fleet-dir=x", "--tiny"], Path("/d")) \
-        == ["-m", "phase1", "--tiny", "--fleet-dir=/d"]
+    assert node_args(["-m", "phase1", "--fleet", "--fleet-timeout", "9", "--fleet-dir=x", "--tiny",
+                      "--report-json", "m.json"], Path("/d")) == ["-m", "phase1", "--tiny", "--fleet-dir=/d"]
 
 
 @pytest.mark.parametrize("code, expect", [

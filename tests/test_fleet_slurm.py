@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -61,8 +62,10 @@ def fleet(slurm: dict, world: Path, folder: Path, *args: str, faults: dict[str, 
 
 
 def test_three_ready_nodes_exit_0_with_one_table(slurm, worlds, tmp_path):
-    run = fleet(slurm, worlds[0], tmp_path / "reports")
+    run = fleet(slurm, worlds[0], tmp_path / "reports", f"--report-json={tmp_path / 'merged.json'}")
     assert run.returncode == 0, run.stdout + run.stderr
+    merged = json.loads((tmp_path / "merged.json").read_text())
+    assert (merged["ok"], merged["ready"], merged["expected"]) == (True, 3, 3)
     assert run.stdout.count("node    verdict") == 1
     for node in ("node01", "node02", "node03"):
         assert f"{node}  ready " in run.stdout
