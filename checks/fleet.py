@@ -110,6 +110,15 @@ def write_node_report(folder: Path, report: dict, environ=os.environ) -> Path:
     return path
 
 
+def save_node_report(folder: Path, report: dict) -> str | None:
+    """``write_node_report``, or why it could not be written (a run-wide problem of that node's run)."""
+    try:
+        write_node_report(folder, report)
+    except OSError as e:
+        return f"could not write this node's fleet report into {folder}: {e.strerror or e}"
+    return None
+
+
 # --------------------------------------------------------------------------- reading a folder
 
 

@@ -173,7 +173,7 @@ def _throughput(torch, idx: int, seconds: float = 1.0, n: int = 4096) -> float:
     return 2 * n ** 3 * iters / (time.perf_counter() - t0) / 1e12
 
 
-def _nvml_facts(pynvml, uuid: str | None, bus: str | None) -> NvmlFacts:
+def nvml_facts(pynvml, uuid: str | None, bus: str | None) -> NvmlFacts:
     errors: list[str] = []
 
     def read(what: str, fn, *args):
@@ -191,6 +191,7 @@ def _nvml_facts(pynvml, uuid: str | None, bus: str | None) -> NvmlFacts:
         handle = read("device by PCI bus id", pynvml.nvmlDeviceGetHandleByPciBusId, bus)
     if handle is None:
         return NvmlFacts(errors=tuple(errors) or ("no NVML device matches this GPU's UUID or bus id",))
+    errors.clear()  # a UUID NVML did not know, when the bus id found the device, is no gap in the checks
     ecc = read("uncorrected volatile ECC", pynvml.nvmlDeviceGetTotalEccErrors, handle,
                pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, pynvml.NVML_VOLATILE_ECC)
     remap = read("remapped rows", pynvml.nvmlDeviceGetRemappedRows, handle)  # (corr, uncorr, pending, failed)
@@ -209,6 +210,17 @@ def _nvml_facts(pynvml, uuid: str | None, bus: str | None) -> NvmlFacts:
         errors=tuple(errors))
 
 
+def open_nvml():
+    """(the initialised pynvml module, None), or (None, why NVML cannot be read here)."""
+    try:
+        import pynvml  # nvidia-ml-py
+
+        pynvml.nvmlInit()
+        return pynvml, None
+    except Exception as e:  # ImportError, NVMLError (no driver library, no permission)
+        return None, f"NVML unavailable: {type(e).__name__}: {e}"
+
+
 def observe_all(device: str = "cuda", throughput_seconds: float = 1.0) -> list[GpuFacts]:
     """Facts of every GPU this process sees (``cuda``), or of one (``cuda:N``); [] when CUDA does not start."""
     import torch
@@ -220,13 +232,7 @@ def observe_all(device: str = "cuda", throughput_seconds: float = 1.0) -> list[G
         return []  # the gpu row's own probe says why
     _, _, idx = device.partition(":")
     indexes = [int(idx)] if idx.isdigit() and int(idx) < count else range(count)
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        nvml_error = None
-    except Exception as e:  # ImportError, NVMLError (no driver library, no permission)
-        pynvml, nvml_error = None, f"NVML unavailable: {type(e).__name__}: {e}"
+    pynvml, nvml_error = open_nvml()
     out = []
     for i in indexes:
         props = torch.cuda.get_device_properties(i)
@@ -245,7 +251,7 @@ def observe_all(device: str = "cuda", throughput_seconds: float = 1.0) -> list[G
                 facts["tflops"] = _throughput(torch, i, throughput_seconds)
         except Exception as e:
             facts["kernel_error"] = f"{type(e).__name__}: {e}"
-        nvml = _nvml_facts(pynvml, uuid, facts["pci_bus_id"]) if pynvml else NvmlFacts(errors=(nvml_error,))
+        nvml = nvml_facts(pynvml, uuid, facts["pci_bus_id"]) if pynvml else NvmlFacts(errors=(nvml_error,))
         out.append(GpuFacts(**facts, nvml=nvml))
     if pynvml:
         try:

@@ -347,9 +347,11 @@ class ReadinessReporter:
         if out is not None:
             report.write_json(out)
         if checkup.value("fleet-dir") is not None:  # one node of a fleet run: its report, with its identity
-            from checks.fleet import write_node_report
+            from checks.fleet import save_node_report
 
-            write_node_report(checkup.value("fleet-dir"), report.as_dict())
+            problem = save_node_report(checkup.value("fleet-dir"), report.as_dict())
+            if problem:
+                report.problems.append((problem, Fix("pass --fleet-dir=DIR on a shared folder this node can write")))
         if not report.ok and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED  # e.g. a required check could not run
 

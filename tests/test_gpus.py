@@ -114,3 +114,100 @@ def test_a_gpu_slow_against_the_fleet_median_is_flagged_by_the_merge(tmp_path):
     assert verdict.not_ready == ["node03"] and verdict.exit_code == 1
     text = "\n".join(verdict.lines())
     assert "60% of the fleet median (600.0)" in text and "--exclude=node03" in text
+
+
+class FakeNvml:
+    """NVML's functions over a table of devices, raising nvidia-ml-py's own errors (no GPU here)."""
+
+    def __init__(self, devices: dict[str, dict], deny: frozenset[str] = frozenset()):
+        import pynvml
+
+        self.real = pynvml
+        self.NVMLError = pynvml.NVMLError
+        self.NVML_MEMORY_ERROR_TYPE_UNCORRECTED = pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED
+        self.NVML_VOLATILE_ECC = pynvml.NVML_VOLATILE_ECC
+        self.devices = devices
+        self.deny = deny  # function names that fail with "Insufficient Permissions"
+
+    def __getattr__(self, name):
+        def call(*args):
+            if name in self.deny:
+                raise self.real.NVMLError(self.real.NVML_ERROR_NO_PERMISSION)
+            return getattr(self, "_" + name)(*args)
+        return call
+
+    def _nvmlDeviceGetHandleByUUID(self, uuid):
+        if uuid not in self.devices:
+            raise self.real.NVMLError(self.real.NVML_ERROR_NOT_FOUND)
+        return uuid
+
+    def _nvmlDeviceGetHandleByPciBusId(self, bus):
+        return next(u for u, d in self.devices.items() if d["bus"] == bus)
+
+    def _nvmlDeviceGetTotalEccErrors(self, h, kind, counter):
+        if self.devices[h].get("ecc") is None:
+            raise self.real.NVMLError(self.real.NVML_ERROR_NOT_SUPPORTED)
+        return self.devices[h]["ecc"]
+
+    def _nvmlDeviceGetRemappedRows(self, h):
+        return (0, 0, int(self.devices[h].get("pending", 0)), 0)
+
+    def _nvmlDeviceGetCurrentClocksEventReasons(self, h):
+        return self.devices[h].get("reasons", 0x1)
+
+    def _nvmlDeviceGetComputeRunningProcesses(self, h):
+        return [type("P", (), {"pid": pid, "usedGpuMemory": n})() for pid, n in self.devices[h].get("procs", [])]
+
+    def _nvmlDeviceGetCurrPcieLinkGeneration(self, h):
+        return 5
+
+    _nvmlDeviceGetMaxPcieLinkGeneration = _nvmlDeviceGetCurrPcieLinkGeneration
+
+    def _nvmlDeviceGetCurrPcieLinkWidth(self, h):
+        return 16
+
+    _nvmlDeviceGetMaxPcieLinkWidth = _nvmlDeviceGetCurrPcieLinkWidth
+
+
+def test_nvml_is_matched_by_uuid_and_its_readings_classified():
+    from checks.gpus import nvml_facts
+
+    nvml = FakeNvml({"GPU-a": {"bus": "00000000:18:00.0", "ecc": 0},
+                     "GPU-b": {"bus": "00000000:19:00.0", "ecc": 2, "pending": True, "procs": [(99, 4 * GiB)]}})
+    # CUDA index 0 is NVML's second device: the UUID decides, not the index.
+    facts = nvml_facts(nvml, "GPU-b", "00000000:19:00.0")
+    row = classify_gpu(replace(gpu(0), nvml=facts))
+    assert facts.ecc_uncorrected_volatile == 2 and facts.remapped_pending and facts.other_processes == ((99, 4 * GiB),)
+    assert row.status is Status.BROKEN and len(row.problems) == 3
+    assert classify_gpu(replace(gpu(1), nvml=nvml_facts(nvml, "GPU-a", None))).status is Status.READY
+
+
+def test_nvml_falls_back_to_the_bus_id_and_not_supported_is_not_a_problem():
+    from checks.gpus import nvml_facts
+
+    nvml = FakeNvml({"GPU-a": {"bus": "00000000:18:00.0", "ecc": None}})  # a card without ECC
+    facts = nvml_facts(nvml, "GPU-unknown-to-nvml", "00000000:18:00.0")
+    assert facts.ecc_uncorrected_volatile is None and facts.clock_event_reasons == 0x1
+    assert facts.errors == ()
+    assert classify_gpu(replace(gpu(0), nvml=facts)).status is Status.READY
+    assert nvml_facts(nvml, "GPU-unknown", None).errors == ("device by UUID: Not Found",)
+
+
+def test_nvml_without_permission_is_not_checked():
+    from checks.gpus import nvml_facts
+
+    nvml = FakeNvml({"GPU-a": {"bus": "b", "ecc": 0}}, deny=frozenset({"nvmlDeviceGetRemappedRows"}))
+    row = classify_gpu(replace(gpu(0), nvml=nvml_facts(nvml, "GPU-a", "b")))
+    assert row.status is Status.NOT_CHECKED
+    assert row.not_checked == ["NVML: remapped rows: Insufficient Permissions"]
+
+
+def test_no_nvml_library_here_is_said_not_passed():
+    from checks.gpus import open_nvml
+
+    module, why = open_nvml()
+    if module is not None:
+        pytest.skip("this machine has an NVIDIA driver")
+    assert why.startswith("NVML unavailable: NVMLError_LibraryNotFound")
+    row = classify_gpu(replace(gpu(0), nvml=NvmlFacts(errors=(why,))))
+    assert row.status is Status.NOT_CHECKED
