@@ -187,3 +187,13 @@ def test_fleet_outside_an_allocation_says_how_to_get_one(tmp_path):
                          timeout=120)
     assert out.returncode == 4 and "--fleet runs inside a Slurm allocation: salloc -N 4" in out.stderr
     assert not list(tmp_path.iterdir())  # nothing launched, nothing written
+
+
+def test_a_node_that_cannot_write_its_report_is_not_ready_and_says_why(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFLIGHT_", "SLURM_"))}
+    out = subprocess.run([sys.executable, "-m", "pytest", str(CHECKS), "-p", "no:cacheprovider", "-m", "env",
+                          f"--fleet-dir={tmp_path / 'a-file' / 'reports'}"], cwd=PROJECT,
+                         env={**env, "PYTHONPATH": str(PROJECT)}, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1, out.stdout
+    assert "could not write this node's fleet report into" in out.stdout and "NOT READY" in out.stdout
