@@ -89,3 +89,12 @@ def test_a_killed_and_a_hanging_node_are_no_report_rows_with_their_cause(slurm, 
     assert "node03  NO REPORT" in run.stdout and "NO REPORT: timed out after 60.0 s" in run.stdout
     assert "node02  ready" in run.stdout
     assert "1/3 nodes ready — resubmit with --exclude=node[01,03]" in run.stdout
+
+
+def test_a_foreign_file_in_the_report_folder_means_no_verdict_naming_it(slurm, worlds, tmp_path):
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    (folder / "node17.json").write_text('{"schema": "preflight-fleet-node/1", "node": "node17", "ass')  # truncated
+    run = fleet(slurm, worlds[0], folder)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert f"NO VERDICT — {folder / 'node17.json'} is not whole JSON" in run.stdout
