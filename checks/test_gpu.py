@@ -36,6 +36,8 @@ def test_every_visible_gpu(gpu, asset, checkup):
     if gpu.cause not in ("ok", "not-enough-memory"):
         asset.skip(Status.NOT_CHECKED, f"no working GPU ({gpu.cause}) to check GPU by GPU")
     rows = classify_node(observe_all(checkup.device), gpu_required_bytes(checkup))
+    if not rows:
+        asset.skip(Status.NOT_CHECKED, f"torch lists no GPU on {checkup.device} to check one by one")
     asset.record_field("gpus", [r.as_dict() for r in rows])
     bad = [r for r in rows if r.status is Status.BROKEN]
     if bad:
