@@ -211,3 +211,17 @@ def test_no_nvml_library_here_is_said_not_passed():
     assert why.startswith("NVML unavailable: NVMLError_LibraryNotFound")
     row = classify_gpu(replace(gpu(0), nvml=NvmlFacts(errors=(why,))))
     assert row.status is Status.NOT_CHECKED
+
+
+def test_the_gpu_row_of_one_node_gains_a_sub_row_per_gpu():
+    """Without --fleet: the readiness table shows every GPU under the gpu row, the bad ones marked."""
+    from checks.report import Report
+
+    report = Report("-m 'phase1'")
+    rows = classify_node(node_of_four())
+    report.add("gpu", True, False, {"status": "broken", "problem": "3 of 6 GPUs", "fix": "", "fix_commands": []})
+    report.rows["gpu"].fields["gpus"] = [r.as_dict() for r in rows]
+    text = "\n".join(report.lines(width=400))
+    assert text.count("    ✓ GPU ") == 3 and text.count("    ✗ GPU ") == 3
+    assert "✗ GPU 1 GPU-00000001-aaaa-bbbb-cccc-dddddddddddd bus 00000000:19:00.0, 600.0 TFLOP/s: remapped rows" in text
+    assert report.as_dict()["assets"][0]["gpus"][2]["status"] == "broken"
