@@ -75,7 +75,10 @@ def launch_if_fleet(config: pytest.Config) -> int | None:
     folder = (_setting(config, "fleet-dir") or default_folder()).resolve()
     limit = float(_setting(config, "fleet-timeout"))
     folder.mkdir(parents=True, exist_ok=True)
-    argv = ["srun", "--ntasks-per-node=1", "--kill-on-bad-exit=0", sys.executable, "-m", "checks.fleet_run",
+    nodes = os.environ.get("SLURM_JOB_NUM_NODES") or os.environ.get("SLURM_NNODES")
+    # One task per node, whatever -n the allocation was made with (srun would inherit SLURM_NTASKS).
+    count = [f"--nodes={nodes}", f"--ntasks={nodes}"] if nodes else []
+    argv = ["srun", *count, "--ntasks-per-node=1", "--kill-on-bad-exit=0", sys.executable, "-m", "checks.fleet_run",
             "--dir", str(folder), "--limit", str(limit), "--", sys.executable, "-m", "pytest",
             *node_args(list(config.invocation_params.args), folder)]
     env = {**os.environ, "PREFLIGHT_FLEET": "0"}  # the nodes check themselves; they do not launch again
