@@ -39,27 +39,32 @@ class NoVerdict(Exception):
 # --------------------------------------------------------------------------- hostlists
 
 
+def _python_hostlist():
+    """The python-hostlist module, or None (the PyPI package named ``hostlist`` is another one)."""
+    try:
+        import hostlist
+    except ImportError:
+        return None
+    return hostlist if hasattr(hostlist, "expand_hostlist") and hasattr(hostlist, "collect_hostlist") else None
+
+
 def expand_hostlist(hostlist: str) -> list[str]:
     """``node[01-03],gpu7`` -> its names: python-hostlist, else ``scontrol show hostnames``."""
+    module = _python_hostlist()
+    if module is None:
+        return _scontrol("hostnames", hostlist).split()
     try:
-        import hostlist as python_hostlist
-
-        return python_hostlist.expand_hostlist(hostlist)
-    except ImportError:
-        pass
+        return module.expand_hostlist(hostlist)
     except Exception as e:  # python-hostlist's BadHostlist
-        raise NoVerdict(f"cannot read the hostlist {clean(hostlist)!s}: {e}") from None
-    return _scontrol("hostnames", hostlist).split()
+        raise NoVerdict(f"cannot read the hostlist {clean(hostlist)}: {e}") from None
 
 
 def compress_hostlist(names: list[str]) -> str:
     """The names as one hostlist (``node[17-18]``), the form ``--exclude`` takes."""
-    try:
-        import hostlist as python_hostlist
-
-        return python_hostlist.collect_hostlist(names)
-    except ImportError:
-        return _scontrol("hostlist", ",".join(names)).strip() if shutil.which("scontrol") else ",".join(names)
+    module = _python_hostlist()
+    if module is not None:
+        return module.collect_hostlist(names)
+    return _scontrol("hostlist", ",".join(names)).strip() if shutil.which("scontrol") else ",".join(names)
 
 
 def _scontrol(verb: str, arg: str) -> str:

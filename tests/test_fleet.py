@@ -197,3 +197,13 @@ def test_a_node_that_cannot_write_its_report_is_not_ready_and_says_why(tmp_path)
                          env={**env, "PYTHONPATH": str(PROJECT)}, capture_output=True, text=True, timeout=300)
     assert out.returncode == 1, out.stdout
     assert "could not write this node's fleet report into" in out.stdout and "NOT READY" in out.stdout
+
+
+def test_hostlists_expand_and_compress_as_slurm_writes_them(tmp_path, capsys):
+    from checks.fleet import compress_hostlist, expand_hostlist
+
+    assert expand_hostlist("node[01-03],gpu7") == ["node01", "node02", "node03", "gpu7"]
+    assert compress_hostlist(["node18", "node17", "node03"]) == "node[03,17-18]"
+    write(tmp_path, "node01", report())
+    code, _, err = merged(tmp_path, capsys, "--expect", "node[01-")
+    assert code == 2 and "cannot read the hostlist node[01-" in err

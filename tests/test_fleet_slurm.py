@@ -49,21 +49,28 @@ def worlds(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def fleet(slurm: dict, world: Path, folder: Path, *args: str, faults: dict[str, str] | None = None,
-          limit: float = 240) -> subprocess.CompletedProcess:
+          limit: float = 240, salloc: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     """`salloc -N3 pytest -m "phase1 and not gpu" --fleet` on the tiny world, as a user would type it."""
     env = {k: v for k, v in slurm.items() if not k.startswith(("PREFLIGHT_", "FAKE_FLEET_", "SLURM_"))}
     env.update(SLURM_CONF=slurm["SLURM_CONF"], PYTHONPATH=str(PROJECT), PREFLIGHT_TINY_WORLD=str(world),
                PREFLIGHT_DEVICE="cpu")
     env.update({f"FAKE_FLEET_{n}": a for n, a in (faults or {}).items()})
-    argv = ["salloc", "-N3", "--time=10", sys.executable, "-m", "pytest", str(CHECKS), "-m", "phase1 and not gpu",
+    argv = ["salloc", "-N3", "--time=10", *salloc, sys.executable, "-m", "pytest", str(CHECKS), "-m", "phase1 and not gpu",
             "-p", "no:cacheprovider", "-p", "no:randomly", "-p", "tests.fakes.fleet_faults", "--fleet",
             f"--fleet-dir={folder}", f"--fleet-timeout={limit}", *args]
     return subprocess.run(argv, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=limit + 180)
 
 
 def test_three_ready_nodes_exit_0_with_one_table(slurm, worlds, tmp_path):
-    run = fleet(slurm, worlds[0], tmp_path / "reports", f"--report-json={tmp_path / 'merged.json'}")
+    run = fleet(slurm, worlds[0], tmp_path / "reports", f"--report-json={tmp_path / 'merged.json'}",
+                salloc=("--gres=gpu:2",))
     assert run.returncode == 0, run.stdout + run.stderr
+    identities = {json.loads(p.read_text())["node"]: json.loads(p.read_text())
+                  for p in (tmp_path / "reports").glob("node0?.json")}
+    assert sorted(identities) == ["node01", "node02", "node03"]  # Slurm node names, not the host's name
+    assert {(r["step"], r["cuda_visible_devices"]) for r in identities.values()} == {("0", "0,1")}
+    assert sorted(r["procid"] for r in identities.values()) == ["0", "1", "2"]
+    assert len({r["job"] for r in identities.values()}) == 1
     merged = json.loads((tmp_path / "merged.json").read_text())
     assert (merged["ok"], merged["ready"], merged["expected"]) == (True, 3, 3)
     assert run.stdout.count("node    verdict") == 1
