@@ -30,18 +30,10 @@ from checks.fleet import (
     merge,
     node_identity,
 )
-from preflight_core.options import OPTIONS, OptionError, resolve
+from checks.session import resolve_settings
 
 GRACE_SECONDS = 5  # between SIGTERM and SIGKILL for a node that ran past its limit
 FLEET_FLAGS = ("--fleet", "--fleet-dir", "--fleet-timeout", "--report-json")  # the launcher's, not the nodes'
-
-
-def _setting(config: pytest.Config, name: str):
-    opt = OPTIONS[name]
-    try:
-        return resolve(opt, config.getoption(opt.dest), os.environ, config.getini(opt.ini)).value
-    except OptionError as e:
-        raise pytest.UsageError(str(e)) from None
 
 
 def node_args(args: list[str], folder: Path) -> list[str]:
@@ -65,15 +57,16 @@ def default_folder(environ=os.environ) -> Path:
 
 def launch_if_fleet(config: pytest.Config) -> int | None:
     """Under --fleet: run every node through srun, merge, print the table; the merge's exit code."""
-    if not _setting(config, "fleet"):
+    settings = resolve_settings(config)  # before pytest_configure: the same precedence chain, resolved early
+    if not settings["fleet"].value:
         return None
     if not os.environ.get("SLURM_JOB_ID"):
         raise pytest.UsageError("--fleet runs inside a Slurm allocation: salloc -N 4 --gres=gpu:8 pytest -m phase1 "
                                 "--fleet (or in an sbatch script)")
     if not shutil.which("srun"):
         raise pytest.UsageError("--fleet needs Slurm's srun on PATH")
-    folder = (_setting(config, "fleet-dir") or default_folder()).resolve()
-    limit = float(_setting(config, "fleet-timeout"))
+    folder = (settings["fleet-dir"].value or default_folder()).resolve()
+    limit = float(settings["fleet-timeout"].value)
     folder.mkdir(parents=True, exist_ok=True)
     nodes = os.environ.get("SLURM_JOB_NUM_NODES") or os.environ.get("SLURM_NNODES")
     # One task per node, whatever -n the allocation was made with (srun would inherit SLURM_NTASKS).
@@ -101,7 +94,7 @@ def launch_if_fleet(config: pytest.Config) -> int | None:
         print(f"preflight fleet: NO VERDICT — {e}", flush=True)
         return 2
     print("\n".join(verdict.lines()), flush=True)
-    merged = _setting(config, "report-json")
+    merged = settings["report-json"].value
     atomic_write_json(Path(config.invocation_params.dir, merged) if merged else folder / ".merged.json",
                       verdict.as_dict())
     return verdict.exit_code
