@@ -41,6 +41,7 @@ class NvmlFacts:
     remapped_failed: bool | None = None
     clock_event_reasons: int | None = None
     other_processes: tuple[tuple[int, int], ...] | None = None  # (pid, bytes) of processes that are not us
+    own_pid_seen: bool | None = None  # False: NVML lists host pids (a container), ours among them unrecognised
     pcie_gen: int | None = None
     pcie_gen_max: int | None = None
     pcie_width: int | None = None
@@ -115,10 +116,16 @@ def classify_gpu(g: GpuFacts, required_bytes: int = 0, median_tflops: float | No
         bad = [what for bit, what in CLOCK_EVENT_PROBLEMS.items() if n.clock_event_reasons & bit]
         if bad:
             row.problems.append(f"clocks held down: {', '.join(bad)}")
-    if n.other_processes:
-        held = sum(b for _, b in n.other_processes)
-        pids = ", ".join(str(p) for p, _ in n.other_processes[:5])
-        row.problems.append(f"{len(n.other_processes)} other process(es) hold {held / GiB:.1f} GiB (pid {pids})")
+    others = list(n.other_processes or ())
+    if others and n.own_pid_seen is False:
+        # This process holds a context on the GPU but NVML's pids are another namespace's: one of them is us.
+        others.remove(min(others, key=lambda p: p[1]))
+    if others:
+        held = sum(b for _, b in others)
+        pids = ", ".join(str(p) for p, _ in others[:5])
+        guess = " (NVML shows another pid namespace's pids: the smallest holder is taken for this process)" \
+            if n.own_pid_seen is False else ""
+        row.problems.append(f"{len(others)} other process(es) hold {held / GiB:.1f} GiB (pid {pids}){guess}")
     if n.pcie_gen is not None and n.pcie_gen_max and n.pcie_width is not None and n.pcie_width_max and \
             (n.pcie_gen < n.pcie_gen_max or n.pcie_width < n.pcie_width_max):
         row.warnings.append(f"PCIe link gen{n.pcie_gen} x{n.pcie_width}, below its maximum "
@@ -173,7 +180,8 @@ def _throughput(torch, idx: int, seconds: float = 1.0, n: int = 4096) -> float:
     return 2 * n ** 3 * iters / (time.perf_counter() - t0) / 1e12
 
 
-def nvml_facts(pynvml, uuid: str | None, bus: str | None) -> NvmlFacts:
+def nvml_facts(pynvml, uuid: str | None, bus: str | None, on_gpu: bool = False) -> NvmlFacts:
+    """NVML's readings for the GPU with this UUID (else bus id); ``on_gpu``: this process holds a context there."""
     errors: list[str] = []
 
     def read(what: str, fn, *args):
@@ -200,9 +208,11 @@ def nvml_facts(pynvml, uuid: str | None, bus: str | None) -> NvmlFacts:
         read("clock-event reasons", pynvml.nvmlDeviceGetCurrentClocksThrottleReasons, handle)
     procs = read("processes on the GPU", pynvml.nvmlDeviceGetComputeRunningProcesses, handle)
     others = None if procs is None else tuple((p.pid, p.usedGpuMemory or 0) for p in procs if p.pid != os.getpid())
+    own_seen = None if procs is None or not on_gpu else len(others) < len(procs)
     return NvmlFacts(
         ecc_uncorrected_volatile=ecc, remapped_pending=bool(remap[2]) if remap else None,
         remapped_failed=bool(remap[3]) if remap else None, clock_event_reasons=reasons, other_processes=others,
+        own_pid_seen=own_seen,
         pcie_gen=read("PCIe generation", pynvml.nvmlDeviceGetCurrPcieLinkGeneration, handle),
         pcie_gen_max=read("PCIe max generation", pynvml.nvmlDeviceGetMaxPcieLinkGeneration, handle),
         pcie_width=read("PCIe width", pynvml.nvmlDeviceGetCurrPcieLinkWidth, handle),
@@ -251,7 +261,8 @@ def observe_all(device: str = "cuda", throughput_seconds: float = 1.0) -> list[G
                 facts["tflops"] = _throughput(torch, i, throughput_seconds)
         except Exception as e:
             facts["kernel_error"] = f"{type(e).__name__}: {e}"
-        nvml = nvml_facts(pynvml, uuid, facts["pci_bus_id"]) if pynvml else NvmlFacts(errors=(nvml_error,))
+        on_gpu = "kernel_error" not in facts  # the kernel ran: this process holds a context on GPU i
+        nvml = nvml_facts(pynvml, uuid, facts["pci_bus_id"], on_gpu) if pynvml else NvmlFacts(errors=(nvml_error,))
         out.append(GpuFacts(**facts, nvml=nvml))
     if pynvml:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import pytest
@@ -225,3 +226,18 @@ def test_the_gpu_row_of_one_node_gains_a_sub_row_per_gpu():
     assert text.count("    ✓ GPU ") == 3 and text.count("    ✗ GPU ") == 3
     assert "✗ GPU 1 GPU-00000001-aaaa-bbbb-cccc-dddddddddddd bus 00000000:19:00.0, 600.0 TFLOP/s: remapped rows" in text
     assert report.as_dict()["assets"][0]["gpus"][2]["status"] == "broken"
+
+
+def test_in_a_container_this_process_is_not_counted_as_another():
+    """NVML lists host pids; os.getpid() is the container's: the smallest holder is taken for this process."""
+    from checks.gpus import nvml_facts
+
+    nvml = FakeNvml({"GPU-a": {"bus": "b", "ecc": 0, "procs": [(91234, 1 * GiB)]}})
+    alone = nvml_facts(nvml, "GPU-a", "b", on_gpu=True)
+    assert alone.own_pid_seen is False and classify_gpu(replace(gpu(0), nvml=alone)).status is Status.READY
+    nvml.devices["GPU-a"]["procs"].append((91300, 30 * GiB))
+    row = classify_gpu(replace(gpu(0), nvml=nvml_facts(nvml, "GPU-a", "b", on_gpu=True)))
+    assert row.status is Status.BROKEN and "1 other process(es) hold 30.0 GiB (pid 91300)" in row.problems[0]
+    # Our own pid in the list (no container): it is never counted.
+    nvml.devices["GPU-a"]["procs"] = [(os.getpid(), GiB)]
+    assert classify_gpu(replace(gpu(0), nvml=nvml_facts(nvml, "GPU-a", "b", on_gpu=True))).status is Status.READY
