@@ -12,7 +12,6 @@ import json
 import os
 import reprlib
 import shlex
-import stat
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -27,7 +26,6 @@ from checks.scan import (
     iec,
     is_harmless,
     is_image_name,
-    kind_of,
     scan_tree,
     shown,
 )
@@ -43,6 +41,7 @@ from preflight_core.registry import (
     ImageNetMetaFacts,
     ImageNetValFacts,
 )
+from preflight_core.safe_io import NotARegularFile, open_fd
 
 if TYPE_CHECKING:
     from checks.deep import VerifyCache
@@ -96,11 +95,11 @@ def read_regular(path: Path, limit: int) -> bytes:
 
     Never blocks: a FIFO or a device is refused from its type before anything is read.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ValueError(f"{kind_of(st.st_mode)}, not a regular file")
+        fd, st = open_fd(path)  # the one safe-open rule
+    except NotARegularFile as e:
+        raise ValueError(f"{e.kind}, not a regular file") from None
+    try:
         if st.st_size > limit:
             raise ValueError(f"{iec(st.st_size)}: far larger than this file ever is (at most {iec(limit)})")
         chunks, left = [], st.st_size + 1
