@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from preflight_core.findings import human_bytes as iec  # noqa: F401  (IEC units, one implementation; re-exported)
+from preflight_core.imagenet_files import MAX_IMAGE_BYTES  # noqa: F401  (the one bound; re-exported)
 from preflight_core.safe_io import NotARegularFile, kind_of, open_fd
 from preflight_core.safe_io import printable as shown  # noqa: F401  (the one escape of names from outside)
 
@@ -40,10 +41,6 @@ JPEG_END = b"\xff\xd9"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 # Files that operating systems and tools drop into folders; harmless to ImageFolder.
 HARMLESS_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini", ".directory"})
-# No ImageNet or COCO val JPEG comes near this (6.3 GiB / 50,000 and 778 MiB / 5,000: 130-160 KiB on
-# average): a bigger file named like an image is something else (a disk image, a tar, zeros), and
-# --deep does not try to decode it.
-MAX_IMAGE_BYTES = 64 * 2**20
 HEAD_BYTES, TAIL_BYTES = 3, 2
 QUICK_KIND = "quick"  # the verify cache's namespace for head/tail bytes
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
