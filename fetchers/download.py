@@ -27,11 +27,13 @@ loses nothing and a stall is seen); each filled buffer is written, then hashed b
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import errno
 import glob
 import hashlib
 import http.client
+import json
 import os
 import queue
 import secrets
@@ -58,6 +60,7 @@ from preflight_core.hashing import sha256_file
 from preflight_core.options import OPTIONS, OptionError, resolve
 from preflight_core.redact import redact  # re-exported: fetchers.download.redact
 from preflight_core.registry import RemoteFile
+from preflight_core.safe_io import printable, read_regular
 
 CHUNK_SIZE = 1 << 20  # bytes per buffer: per-buffer Python overhead negligible, still warm in cache when hashed
 BUFFERS = 8  # buffers in flight (received, waiting to be hashed): at most 8 MiB
@@ -235,6 +238,77 @@ def mirrored(url: str) -> str:
     return f"{mirror.rstrip('/')}/{host}{parts.path}" + (f"?{parts.query}" if parts.query else "")
 
 
+# --- the lock --------------------------------------------------------------------------------
+def _owner_file(lock_path: Path) -> Path:
+    return lock_path.with_name(lock_path.name + ".owner")
+
+
+def _owner(lock_path: Path) -> str:
+    """Who holds the lock, from the side file its holder wrote: "pid 123 on host since 12:00:01 UTC"."""
+    try:
+        info = json.loads(read_regular(_owner_file(lock_path), 4096))
+        since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(info["since"])))
+        return printable(f"pid {int(info['pid'])} on {info['host']}, since {since}")
+    except (OSError, ValueError, KeyError, TypeError):
+        return "a process that did not say who it is"
+
+
+def acquire_lock(lock_path: Path, what: str, timeout: float = -1, progress: ProgressArg = "auto",
+                 watch: tuple[Path, str, int] | None = None) -> FileLock:
+    """Take ``lock_path``; while another process holds it, say who (pid, host, since when) and wait with a bar.
+
+    ``watch`` = (folder, glob, total bytes): the bar follows the holder's temp file there. The holder's
+    identity is written next to the lock (``<lock>.owner``) for the next waiter to read.
+    """
+    lock = FileLock(str(lock_path))
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        t0 = time.monotonic()
+        bar = resolve_progress(progress)(f"waiting for {Path(what).name}", watch[2] if watch else 0,
+                                         "B" if watch else "s")
+        _note(bar, f"{printable(what)}: another fetch holds {printable(str(lock_path))} ({_owner(lock_path)}); "
+                   "waiting for it to finish")
+        done, message = 0, ""
+        try:
+            while True:
+                try:
+                    lock.acquire(timeout=1.0)
+                    message = f"{printable(what)}: the other fetch finished after {_seconds(time.monotonic() - t0)}"
+                    break
+                except filelock.Timeout:
+                    if 0 <= timeout <= time.monotonic() - t0:
+                        raise DownloadError(
+                            f"another process has been fetching {printable(what)} for more than {timeout:g} s "
+                            f"(it holds {printable(str(lock_path))}: {_owner(lock_path)})",
+                            "wait for it to finish, or stop it; then rerun") from None
+                    if watch:
+                        sizes = [p.stat().st_size for p in watch[0].glob(watch[1]) if p.is_file()]
+                        now = max(sizes, default=0)
+                        bar.update(now - done) if now >= done else bar.reset(now)
+                        done = now
+        finally:
+            bar.close(message)
+    try:
+        _write_owner(lock_path)
+    except OSError:
+        pass  # only a courtesy to the next waiter
+    return lock
+
+
+def _write_owner(lock_path: Path) -> None:
+    owner = _owner_file(lock_path)
+    tmp = owner.with_name(f"{owner.name}.{secrets.token_hex(4)}.tmp")
+    tmp.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}))
+    os.replace(tmp, owner)
+
+
+def release_lock(lock: FileLock) -> None:
+    with contextlib.suppress(OSError):
+        _owner_file(Path(lock.lock_file)).unlink()
+    lock.release()
+
+
 # --- helpers ---------------------------------------------------------------------------------
 def check_free_space(folder: Path, needed: int, what: str) -> None:
     free = shutil.disk_usage(folder).free
@@ -295,8 +369,14 @@ def _seconds(s: float) -> str:
     return f"{s:.1f} s" if s < 10 else f"{s:.0f} s"
 
 
-def _describe(e: BaseException, timeout: tuple[float, float]) -> str:
-    """A network failure in words, without the client's wrapping ("Max retries exceeded ... Caused by ...")."""
+def _unreachable(e: BaseException) -> bool:
+    """The host cannot be reached at all (DNS failure, connection refused): retrying the same URL is pointless."""
+    chain = _chain(e)
+    return any(isinstance(c, (socket.gaierror, urllib3.exceptions.NameResolutionError, ConnectionRefusedError))
+               for c in chain)
+
+
+def _chain(e: BaseException) -> list[BaseException]:
     chain: list[BaseException] = []
     cur: BaseException | None = e
     while cur is not None and all(cur is not c for c in chain) and len(chain) < 12:
@@ -305,6 +385,12 @@ def _describe(e: BaseException, timeout: tuple[float, float]) -> str:
         if not isinstance(nxt, BaseException):
             nxt = next((a for a in cur.args if isinstance(a, BaseException)), None)  # requests wraps in args[0]
         cur = nxt if nxt is not None else (cur.__cause__ or cur.__context__)
+    return chain
+
+
+def _describe(e: BaseException, timeout: tuple[float, float]) -> str:
+    """A network failure in words, without the client's wrapping ("Max retries exceeded ... Caused by ...")."""
+    chain = _chain(e)
 
     def has(*kinds: type) -> BaseException | None:
         return next((c for c in chain if isinstance(c, kinds)), None)
@@ -459,12 +545,8 @@ def fetch_file(
                      t0 + (BASE_SECONDS + remote.size / MIN_RATE if max_seconds is None else max_seconds))
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(dest_dir / f".{remote.filename}.lock"), timeout=lock_timeout)
-        lock.acquire()
-    except filelock.Timeout:
-        raise DownloadError(f"another process has been fetching {final} for more than {lock_timeout:g} s "
-                            f"(it holds {dest_dir / ('.' + remote.filename + '.lock')})",
-                            "wait for it to finish, or stop it; then rerun") from None
+        lock = acquire_lock(dest_dir / f".{remote.filename}.lock", str(final), lock_timeout, progress,
+                            watch=(dest_dir, f".{glob.escape(remote.filename)}.*.part", remote.size))
     except OSError as e:
         raise _fs_error(e, f"preparing {dest_dir} for {remote.filename}") from None
     try:
@@ -477,7 +559,7 @@ def fetch_file(
         check_free_space(dest_dir, remote.size if required_bytes is None else required_bytes, remote.filename)
         return _fetch_locked(remote, final, progress, session, limits, chunk_size, t0)
     finally:
-        lock.release()
+        release_lock(lock)
 
 
 def _fetch_locked(remote: RemoteFile, final: Path, progress: ProgressArg, session: requests.Session | None,
@@ -586,7 +668,7 @@ def _download_from_mirrors(remote: RemoteFile, final: Path, part: _Partial, sess
             return redact(url)
         except _UrlFailed as e:
             failures.append((redact(url), e))
-            if i + 1 < len(urls) and time.monotonic() < limits.deadline:
+            if i + 1 < len(urls) and time.monotonic() < limits.deadline and e.fix != _UNREACHABLE_FIX:
                 _note(part.bar, f"{remote.filename}: {redact(url)}: {e.reason} — trying the next URL")
     if len(failures) == 1:
         why = f"from {failures[0][0]}: {failures[0][1].reason}"
@@ -616,6 +698,8 @@ def _download_url(url: str, remote: RemoteFile, part: _Partial, session: request
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
                 requests.exceptions.ContentDecodingError) as e:
             problem = _describe(e, limits.timeout)
+            if _unreachable(e):  # refused / no DNS: the next mirror, at once (drops, timeouts, 5xx still retry)
+                raise _UrlFailed(problem, _UNREACHABLE_FIX) from None
         except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
                 requests.exceptions.InvalidSchema) as e:
             raise _UrlFailed(f"not a valid URL ({type(e).__name__})",
@@ -762,6 +846,8 @@ def _stream(r: requests.Response, shown: str, remote: RemoteFile, part: _Partial
             raise _UrlFailed(_size_message(remote, f"more than {remote.size:,}"), _SIZE_FIX)
 
 
+_UNREACHABLE_FIX = (f"check the network, proxy (HTTPS_PROXY) and DNS, or set {MIRROR_ENV}=http://HOST:PORT to a "
+                    "reachable mirror")
 _SIZE_FIX = "if the file really changed upstream, its pin in preflight_core/registry.py needs updating; else try a mirror"
 
 

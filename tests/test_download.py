@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -115,6 +116,30 @@ def test_recheck_under_lock_sees_the_file_another_process_finished(served, tmp_p
     worker.join(10)
     assert results and results[0].already_present
     assert gets(server, path) == []
+
+
+def test_a_lock_wait_says_who_holds_it_and_keeps_waiting(served, tmp_path: Path, payload: bytes, capsys) -> None:
+    """Issue 15.6: the waiter prints the holder (pid, host, since when, from the lock's side file), then waits."""
+    from fetchers.download import acquire_lock, line_progress, release_lock
+
+    server, remote, path = served
+    results: list[FetchResult] = []
+    holder = acquire_lock(tmp_path / ".blob.bin.lock", str(tmp_path / "blob.bin"))
+    assert (tmp_path / ".blob.bin.lock.owner").is_file()
+    worker = threading.Thread(target=lambda: results.append(
+        fetch_file(remote, tmp_path, **(FAST | {"progress": line_progress}))))
+    worker.start()
+    time.sleep(1.5)
+    assert not results
+    (tmp_path / "blob.bin").write_bytes(payload)
+    release_lock(holder)
+    worker.join(10)
+    assert results and results[0].already_present
+    err = capsys.readouterr().err
+    assert f"another fetch holds {tmp_path / '.blob.bin.lock'} (pid {os.getpid()} on {socket.gethostname()}, since " \
+        in err, err
+    assert "the other fetch finished after" in err
+    assert not (tmp_path / ".blob.bin.lock.owner").exists()
 
 
 def test_threads_racing_download_exactly_once(served, tmp_path: Path) -> None:
@@ -676,20 +701,20 @@ def _closed_port() -> int:
 SOUP = ("Max retries exceeded", "HTTPConnectionPool", "Caused by", "urllib3", "object at 0x", "Errno", "see above")
 
 
-def test_connection_refused_is_one_clean_message(monkeypatch, tmp_path: Path, capsys) -> None:
+def test_connection_refused_is_one_clean_message_without_retries(monkeypatch, tmp_path: Path, capsys) -> None:
+    """Issue 15.6: a refused connection is not retried (it was 5 attempts per URL, ~30 s a file): one line, at once."""
     monkeypatch.setenv("PREFLIGHT_MIRROR", f"http://127.0.0.1:{_closed_port()}")
+    remote = pinned(b"x" * 35_363, "https://a.example.org/blob.bin", "https://b.example.org/blob.bin")
     with pytest.raises(DownloadError) as err:
-        fetch_file(pinned(b"x" * 35_363), tmp_path, attempts=3, backoff=0.001, progress="auto")
+        fetch_file(remote, tmp_path, progress="auto")  # the default attempts and backoff
     msg = str(err.value)
     assert not [s for s in SOUP if s in msg], msg
-    assert "\n" not in msg and msg.count("Fix:") == 1 and msg.count("connection refused") == 1
-    assert msg.startswith("could not download blob.bin (34.5 KiB) from http://127.0.0.1:")
-    assert "gave up after 3 attempts in a row without progress (0 B of 34.5 KiB received)" in msg
-    assert err.value.fix.startswith("check the network or proxy")
+    assert "\n" not in msg and msg.count("Fix:") == 1 and msg.count("connection refused") == 2, msg
+    assert msg.startswith("could not download blob.bin (34.5 KiB) from any of its 2 URLs: http://127.0.0.1:")
+    assert "attempts" not in msg
+    assert err.value.fix.startswith("check the network, proxy (HTTPS_PROXY) and DNS")
     err_text = capsys.readouterr().err
-    lines = retry_lines(err_text)
-    assert len(lines) == 2 and err_text.count("\n") == 2, err_text
-    assert not [s for s in SOUP if s in err_text] and "blob.bin: connection refused" in lines[0]
+    assert not retry_lines(err_text) and "trying the next URL" not in err_text, err_text
 
 
 def test_failure_on_every_mirror_is_one_message_naming_each(http_mirror, tmp_path: Path, payload: bytes) -> None:
