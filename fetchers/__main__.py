@@ -22,6 +22,7 @@ from preflight_core.findings import human_bytes
 from preflight_core.options import OPTIONS, OptionError, resolve
 from preflight_core.presence import find_imagenet_tar
 from preflight_core.registry import ASSETS, DOWNLOADS
+from preflight_core.safe_io import printable
 from preflight_core.world import World
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -118,17 +119,18 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for name in (n for n in FETCHERS if n in names):  # the fetchers' order: metadata before the val tar
         asset = ASSETS[name]
-        print(f"{name}: fetching {asset.title} ({size_text(asset)}) -> {world.path(asset)}", flush=True)
+        print(f"{name}: fetching {asset.title} ({size_text(asset)}) -> {printable(world.path(asset))}", flush=True)
         try:
             outcome = fetch_one(world, name, settings)
         except KeyboardInterrupt as e:  # FetchInterrupted: one line, what was left and that a rerun resumes
-            print(f"\n{e}" if str(e) else f"\ninterrupted while fetching {name}", file=sys.stderr)
+            print(f"\n{printable(e)}" if str(e) else f"\ninterrupted while fetching {name}", file=sys.stderr)
             return 130
         if outcome.ok:
-            print(f"{name}: {outcome.message}")
+            print(f"{name}: {printable(outcome.message)}")
         else:  # every failure is reported once, with its fix, and the other fetches still run
             failed += 1
-            print(f"{name}: FAILED: {outcome.message}" + (f"\n{name}: fix: {outcome.fix}" if outcome.fix else ""),
+            print(f"{name}: FAILED: {printable(outcome.message)}"
+                  + (f"\n{name}: fix: {printable(outcome.fix)}" if outcome.fix else ""),
                   file=sys.stderr)
     if failed:
         print(f"{failed} of {len(names)} fetches failed (the fix is under each)", file=sys.stderr)

@@ -419,7 +419,7 @@ def _describe(e: BaseException, timeout: tuple[float, float]) -> str:
         return "the connection was dropped"
     inner = chain[-1]
     text = next((line for line in str(inner).splitlines() if line.strip()), "")
-    return redact(f"{type(inner).__name__}{': ' + text if text else ''}")
+    return printable(redact(f"{type(inner).__name__}{': ' + text if text else ''}"))
 
 
 # --- the partial file ------------------------------------------------------------------------
@@ -866,10 +866,10 @@ def _check_response(r: requests.Response, shown: str, remote: RemoteFile, part: 
     """Classify the answer; returns the announced length of a wrong-size 200 (reported after an HTML sniff)."""
     code = r.status_code
     if code in (401, 403):
-        raise _UrlFailed(f"HTTP {code} {r.reason}: the server wants a login or refuses this client",
+        raise _UrlFailed(f"HTTP {code} {printable(r.reason)}: the server wants a login or refuses this client",
                          f"download {remote.filename} by hand (logged in) and put it in place")
     if code in (404, 410):
-        raise _UrlFailed(f"HTTP {code} {r.reason}: {remote.filename} is not there (moved or removed)",
+        raise _UrlFailed(f"HTTP {code} {printable(r.reason)}: {remote.filename} is not there (moved or removed)",
                          "find its new URL and update preflight_core/registry.py")
     if code == 416 and part.pos:
         at = part.pos
@@ -877,10 +877,10 @@ def _check_response(r: requests.Response, shown: str, remote: RemoteFile, part: 
         raise _Retry(f"HTTP 416 for a resume at byte {at:,}: starting over")
     if code == 429 or code >= 500:
         wait = parse_retry_after(r.headers.get("Retry-After")) if code in (429, 503) else None
-        asked = f", Retry-After {r.headers.get('Retry-After')}" if wait is not None else ""
-        raise _Retry(f"HTTP {code} {r.reason}{asked}", wait)
+        asked = f", Retry-After {printable(r.headers.get('Retry-After'))}" if wait is not None else ""
+        raise _Retry(f"HTTP {code} {printable(r.reason)}{asked}", wait)
     if code not in (200, 206):
-        raise _UrlFailed(f"unexpected HTTP {code} {r.reason}")
+        raise _UrlFailed(f"unexpected HTTP {code} {printable(r.reason)}")
     content_type = r.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if content_type == "text/html" and not _expects_html(remote.filename):
         raise _UrlFailed(*_html_message(remote))
@@ -894,7 +894,7 @@ def _check_response(r: requests.Response, shown: str, remote: RemoteFile, part: 
     if parsed is None or parsed[0] != part.pos:
         at = part.pos
         part.restart()
-        raise _Retry(f"unusable Content-Range {r.headers.get('Content-Range')!r} for a resume at byte {at:,}")
+        raise _Retry(f"unusable Content-Range {printable(r.headers.get('Content-Range'))} for a resume at byte {at:,}")
     if parsed[1] is not None and parsed[1] != remote.size:
         raise _UrlFailed(_size_message(remote, f"{parsed[1]:,} (Content-Range)"), _SIZE_FIX)
     return None

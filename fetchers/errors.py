@@ -14,6 +14,7 @@ from pathlib import Path
 
 from preflight_core.options import OPTIONS
 from preflight_core.redact import redact
+from preflight_core.safe_io import printable
 
 
 class FetchError(RuntimeError):
@@ -72,7 +73,8 @@ def _has_fix(e: BaseException) -> bool:
 
 
 def _one_line(text: str) -> str:
-    return redact(" ".join(str(text).split())).rstrip()
+    """One line, no secrets, no control characters (text from servers and clients is shown escaped)."""
+    return printable(redact(" ".join(str(text).split())).rstrip())
 
 
 def _blocker(path: Path) -> Path | None:
