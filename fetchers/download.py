@@ -548,7 +548,7 @@ def fetch_file(
         lock = acquire_lock(dest_dir / f".{remote.filename}.lock", str(final), lock_timeout, progress,
                             watch=(dest_dir, f".{glob.escape(remote.filename)}.*.part", remote.size))
     except OSError as e:
-        raise _fs_error(e, f"preparing {dest_dir} for {remote.filename}") from None
+        raise _fs_error(e, f"preparing {dest_dir} for {remote.filename}", dest_dir) from None
     try:
         if _occupied(final):  # re-check under the lock: another process may have just finished it
             _verify_existing(final, remote)
@@ -573,13 +573,13 @@ def _fetch_locked(remote: RemoteFile, final: Path, progress: ProgressArg, sessio
         try:
             f = open(tmp, "xb", buffering=0)
         except OSError as e:
-            raise _fs_error(e, f"creating a temp file in {final.parent}") from None
+            raise _fs_error(e, f"creating a temp file in {final.parent}", final.parent) from None
         with f:
             part = _Partial(f, bar, max(64 << 10, min(chunk_size, remote.size)))
             try:
                 url = _download_from_mirrors(remote, final, part, session, limits)
             except OSError as e:  # the reads catch their own: this is the file system
-                raise _fs_error(e, f"writing {tmp}") from None
+                raise _fs_error(e, f"writing {tmp}", tmp) from None
             finally:
                 part.close()
         # No fsync: the bytes were verified before this rename, and a file torn by a crash after
@@ -619,8 +619,13 @@ def _place(tmp: Path, final: Path, remote: RemoteFile) -> None:
         raise _fs_error(e, f"moving {tmp.name} to {final}") from None
 
 
-def _fs_error(e: OSError, doing: str) -> DownloadError:
-    """A file-system failure as a DownloadError whose fix names the cause (fetchers.errors' one rule)."""
+def _fs_error(e: OSError, doing: str, path: Path | None = None) -> DownloadError:
+    """A file-system failure as a DownloadError whose fix names the cause (fetchers.errors' one rule).
+
+    ``path``: the file or folder being written, when the error itself does not name one (a failed write).
+    """
+    if e.filename is None and path is not None:
+        e.filename = str(path)
     message, fix = explain_os_error(e)
     return DownloadError(f"{message} (while {doing})", fix)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -757,3 +758,42 @@ def test_terminal_progress_bar_shows_iec_units(capsys) -> None:
     err = capsys.readouterr().err
     assert "34.5 KiB of 34.5 KiB" in err and "iB/s" in err and "a retry line\n" in err
     assert not [u for u in (" MB", " kB", "0.0 MB", "MB/s") if u in err], err
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path: Path):
+    """A 512 KiB tmpfs (root only): a disk that really fills up mid-download."""
+    folder = tmp_path / "small disk"
+    folder.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(folder)],
+                                           capture_output=True).returncode:
+        pytest.skip("mounting a small tmpfs needs root")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_disk_full_mid_download_names_the_folder_in_the_fix(served, tiny_filesystem: Path) -> None:
+    """Issue 17.8: the fix read `df -h ` with an empty path; it names the folder being written, quoted."""
+    server, remote, path = served  # 1 MB onto a 512 KiB disk, past the free-space check (as if it filled meanwhile)
+    dest = tiny_filesystem / "meta"
+    with pytest.raises(DownloadError) as err:
+        fetch_file(remote, dest, required_bytes=0, **FAST)
+    assert "no space left on the device" in err.value.message and str(dest) in err.value.message, err.value.message
+    assert f"`df -h '{dest}'`" in err.value.fix, err.value.fix
+    assert not [p for p in dest.iterdir() if p.name.endswith(".part")]  # the temp file is gone
+
+
+def test_an_immutable_folder_names_the_folder_for_lsattr(served, tmp_path: Path) -> None:
+    """Issue 17.9: the fix said `lsattr -d` on the lock file, which does not exist; it names the folder."""
+    server, remote, path = served
+    folder = tmp_path / "meta"
+    folder.mkdir()
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode:
+        pytest.skip("chattr +i is not supported here")
+    try:
+        with pytest.raises(DownloadError) as err:
+            fetch_file(remote, folder, **FAST)
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+    assert f"`lsattr -d {folder}`" in err.value.fix, err.value.fix
+    assert ".lock`" not in err.value.fix
