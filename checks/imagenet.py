@@ -508,6 +508,32 @@ def check_ids(tree: ValTree, fix: str) -> list[Finding]:
     return out
 
 
+# "A few" damaged images: at most 1% of the val set (500 of 50,000), and never fewer than 10. Those are
+# re-extracted from the tar (`--reorganize-imagenet TAR --repair`); a tree with more, or wrong as a whole
+# (class folders, duplicate or foreign ids), gets the whole-tree fix.
+FEW_DAMAGED_FRACTION = 0.01
+FEW_DAMAGED_MIN = 10
+
+
+def few_damaged(tree: ValTree, decode_failures: int = 0) -> int | None:
+    """How many images a repair from the tar would re-extract, if that is all the tree needs and they are few.
+
+    Damaged = missing ids, unreadable / empty / non-JPEG files, and ``decode_failures`` (from --deep).
+    None when the tree is wrong as a whole or too many images are damaged; 0 when none is.
+    """
+    facts = tree.facts
+    n_ids = facts.n_classes * facts.per_class
+    ids = Counter(im.image_id for im in tree.images)
+    if tree.unwalkable or len(tree.class_dirs) != facts.n_classes or any(n > 1 for n in ids.values()) \
+            or any(not 1 <= i <= n_ids for i in ids):
+        return None
+    missing = max(0, n_ids - len(ids) - facts.max_missing)
+    unusable = sum(1 for im in tree.images
+                   if im.entry.problem or not im.entry.size or not has_jpeg_signature(im.entry))
+    n = missing + unusable + decode_failures
+    return n if n <= max(FEW_DAMAGED_MIN, int(n_ids * FEW_DAMAGED_FRACTION)) else None
+
+
 def check_labels(tree: ValTree, synsets: list[str], fix: str) -> list[Finding]:
     wrong = [f"{shown(im.wnid)}/{im.entry.name} (label {synsets[im.image_id - 1]})" for im in tree.images
              if 1 <= im.image_id <= len(synsets) and synsets[im.image_id - 1] != im.wnid]

@@ -6,6 +6,7 @@ Each xdist worker has its own ``Checkup``; the controller builds the world (and 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import tempfile
 import time
@@ -126,6 +127,23 @@ class Checkup:
             fix = fix.before(f"mv {path} {path}.moved-aside-{stamp()}",
                              why="the fetch never replaces a folder that is there")
         return fix
+
+    def val_fix(self, asset: Asset, damaged: int | None) -> Fix:
+        """The fix for a val tree with ``damaged`` images (``checks.imagenet.few_damaged``).
+
+        A few: re-extract just those from the tar the user has (``--repair``); None (wrong as a whole,
+        or many): the whole-tree fix.
+        """
+        if not damaged:
+            return self.fix(asset)
+        root = self.settings["data-root"]
+        flag = "" if not self.tiny_root and root.origin is Origin.DEFAULT else \
+            f" --data-root={shlex.quote(str(self.world.data_root))}"
+        tar = find_imagenet_tar(self.world, {k: r.value for k, r in self.settings.items()})
+        if tar is None:
+            return Fix(f"re-extract the {damaged:,} damaged images from your val tar (nothing else is touched): "
+                       f"python -m fetchers --reorganize-imagenet PATH/TO/ILSVRC2012_img_val.tar --repair{flag}")
+        return Fix.run(f"python -m fetchers --reorganize-imagenet {shlex.quote(str(tar))} --repair{flag}")
 
     def _root_flag(self, asset: Asset) -> str:
         root = self.settings["data-root"]

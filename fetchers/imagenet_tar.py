@@ -501,3 +501,94 @@ def _write_json(path: Path, obj: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=1) + "\n")
     os.replace(tmp, path)
+
+
+# --- repair: re-extract the few images of an existing tree that are missing or differ -------------------
+@dataclass(frozen=True)
+class RepairResult:
+    dest: Path
+    repaired: tuple[str, ...]  # tree-relative paths re-extracted (missing, or not the tar's bytes)
+    n_checked: int  # images of the tar compared with the tree
+    seconds: float
+
+
+def _same_bytes(path: str, member: BinaryIO, size: int) -> bool:
+    """Is ``path`` a regular file holding exactly the member's bytes (compared chunk by chunk, both streamed)?"""
+    try:
+        f = open_regular(path)
+    except OSError:
+        return False
+    with f:
+        if os.fstat(f.fileno()).st_size != size:
+            return False
+        while chunk := member.read(COPY_CHUNK):
+            if f.read(len(chunk)) != chunk:
+                return False
+    return True
+
+
+def repair_imagenet_val(tar_path: Path, data_root: Path, synsets_path: Path | None = None, *,
+                        progress: ProgressArg = "auto") -> RepairResult:
+    """Re-extract from ``tar_path`` exactly the images of ``data_root/imagenet_val`` that are missing or differ.
+
+    Two streaming passes: the first compares every member with the tree (a file that is absent, not a
+    regular file, or not byte-for-byte the member is damaged); the second writes just those members into
+    ``.imagenet_val.repair/``, checks each has its member's size, and renames each onto its place. The tar
+    must be a complete val tar (as for a reorganize); nothing else in the tree is touched.
+    """
+    t0 = time.monotonic()
+    tar, root = Path(tar_path), Path(data_root)
+    synsets_path = Path(synsets_path or root / "imagenet_meta" / IMAGENET_META_FILES["val_synsets"].filename)
+    dest, staging = root / DEST_NAME, root / f".{DEST_NAME}.repair"
+    if not dest.is_dir():
+        raise ReorganizeError(f"{dest} does not exist: there is no tree to repair",
+                              f"python -m fetchers --reorganize-imagenet {tar} --data-root={root} (without --repair)")
+    if not synsets_path.is_file():
+        raise ReorganizeError(f"{synsets_path} is missing; it labels the val images",
+                              f"python -m fetchers --imagenet-map --data-root={root}")
+    labels = read_synsets(synsets_path)
+    with FileLock(str(root / f".{DEST_NAME}.lock")):
+        plan, damaged, n_checked = _Plan(tar, labels), set(), 0
+        bar = resolve_progress(progress)(f"compare {DEST_NAME} with {tar.name}", len(labels), "img")
+        try:
+            with _open(tar, "r|*") as tf:
+                for ti in _members(tf, tar):
+                    target = plan.target(ti)
+                    if target is None:
+                        continue
+                    n_checked += 1
+                    try:
+                        same = _same_bytes(str(dest / target), _Checked(tf.extractfile(ti), tf, ti.name), ti.size)
+                    except _READ_ERRORS as e:
+                        raise _corrupt(tar, e) from e
+                    if not same:
+                        damaged.add(ti.name)
+                    bar.update(1)
+            plan.finish()
+        finally:
+            bar.close("")
+        repaired: list[str] = []
+        if damaged:
+            if staging.exists():
+                shutil.rmtree(staging)  # ours, by name: what an interrupted repair left
+            staging.mkdir()
+            check_free_space(root, len(damaged) * MAX_IMAGE_BYTES // 64, f"{len(damaged)} images from {tar.name}")
+            staged: list[tuple[Path, Path, int]] = []
+            plan = _Plan(tar, labels)
+            with _open(tar, "r|*") as tf:
+                for ti in _members(tf, tar):
+                    target = plan.target(ti)
+                    if target is None or ti.name not in damaged:
+                        continue
+                    out = staging / target.replace("/", "__")
+                    _copy(tf, ti, str(out), tar)
+                    if out.stat().st_size != ti.size:
+                        raise ReorganizeError(f"{printable(ti.name)} came out of {tar} as {out.stat().st_size:,} "
+                                              f"bytes, not {ti.size:,}; nothing was replaced", REDOWNLOAD)
+                    staged.append((out, dest / target, ti.size))
+            for out, final, _ in staged:  # all verified: now each one replaces its damaged file, atomically
+                final.parent.mkdir(exist_ok=True)
+                os.replace(out, final)
+                repaired.append(final.relative_to(dest).as_posix())
+            shutil.rmtree(staging, ignore_errors=True)
+        return RepairResult(dest, tuple(sorted(repaired)), n_checked, time.monotonic() - t0)
