@@ -202,8 +202,22 @@ class Checkup:
             root = self.settings["data-root"]
             problem = data_root_problem(self.world.data_root, root.source, root.origin is not Origin.DEFAULT) \
                 if uses_data else None
+            if problem and self.value("fetch-missing"):
+                problem = self._create_data_root(problem)
             if problem:
                 self.problems.append(problem)
+
+    def _create_data_root(self, problem: tuple[str, Fix]) -> tuple[str, Fix] | None:
+        """--fetch-missing into a data root that does not exist yet: create it (None), or say why nothing was fetched."""
+        root = self.world.data_root
+        if root.exists() or root.is_symlink():  # not a folder, a dangling link: the problem stands
+            return (f"{problem[0]}; --fetch-missing fetched nothing", problem[1])
+        try:
+            root.mkdir(parents=True)
+        except OSError as e:
+            return (f"{problem[0]}; --fetch-missing could not create it ({e.strerror or e}) and fetched nothing",
+                    problem[1])
+        return None
 
     def close(self) -> None:
         if self.owns_tiny_root and self.tiny_root:
