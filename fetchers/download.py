@@ -40,6 +40,7 @@ import secrets
 import shutil
 import socket
 import ssl
+import stat
 import sys
 import threading
 import time
@@ -436,6 +437,7 @@ class _Partial:
         self.file, self.bar = file, bar
         self.pos = 0  # bytes in the file
         self.received = 0  # bytes received over the wire, restarts included
+        self.adopted = 0  # bytes taken over from a killed run's temp file (0 once restarted)
         self.buffer_size = buffer_size
         self._made = 0
         self._pool: queue.SimpleQueue = queue.SimpleQueue()
@@ -479,7 +481,17 @@ class _Partial:
         self.received += n
         self.bar.update(n)
 
+    def adopt(self) -> None:
+        """Continue the bytes already in the file (a killed run's): hash them, carry on after them."""
+        self.file.seek(0)
+        while chunk := self.file.read(1 << 20):
+            self._hasher.update(chunk)  # before any commit: the hasher thread has nothing queued yet
+            self.pos += len(chunk)
+        self.adopted = self.pos
+        self.bar.update(self.pos)
+
     def restart(self) -> None:
+        self.adopted = 0
         self.file.seek(0)
         self.file.truncate()
         self._queue.put(self._RESTART)
@@ -553,29 +565,55 @@ def fetch_file(
         if _occupied(final):  # re-check under the lock: another process may have just finished it
             _verify_existing(final, remote)
             return FetchResult(final, 0, time.monotonic() - t0, None, True)
-        # Under the lock nobody else writes this artifact: temp files left by a killed run are garbage.
-        for stale in dest_dir.glob(f".{glob.escape(remote.filename)}.*.part"):
-            stale.unlink(missing_ok=True)
-        check_free_space(dest_dir, remote.size if required_bytes is None else required_bytes, remote.filename)
-        return _fetch_locked(remote, final, progress, session, limits, chunk_size, t0)
+        # Under the lock nobody else writes this artifact: a temp file left by a killed run is resumed
+        # (the longest one; the rest are garbage). Its bytes are hashed first and the whole file is still
+        # verified by size and sha256 before the rename, so a stale or foreign prefix is never taken.
+        resume = _stale_part(dest_dir, remote)
+        already = resume.stat().st_size if resume else 0
+        check_free_space(dest_dir, (remote.size - already) if required_bytes is None else required_bytes,
+                         remote.filename)
+        return _fetch_locked(remote, final, progress, session, limits, chunk_size, t0, resume)
     finally:
         release_lock(lock)
 
 
+def _stale_part(dest_dir: Path, remote: RemoteFile) -> Path | None:
+    """The longest regular ``.part`` a killed run left (at most the pinned size); the others are removed."""
+    parts = []
+    for p in dest_dir.glob(f".{glob.escape(remote.filename)}.*.part"):
+        try:
+            st = p.lstat()
+        except OSError:
+            continue
+        parts.append((st.st_size if stat.S_ISREG(st.st_mode) and st.st_size <= remote.size else -1, p))
+    parts.sort(key=lambda sp: sp[0])
+    keep = parts.pop()[1] if parts and parts[-1][0] > 0 else None
+    for _, p in parts:
+        p.unlink(missing_ok=True)
+    return keep
+
+
 def _fetch_locked(remote: RemoteFile, final: Path, progress: ProgressArg, session: requests.Session | None,
-                  limits: _Limits, chunk_size: int, t0: float) -> FetchResult:
-    tmp = final.parent / f".{remote.filename}.{secrets.token_hex(6)}.part"
+                  limits: _Limits, chunk_size: int, t0: float, resume: Path | None = None) -> FetchResult:
+    tmp = resume or final.parent / f".{remote.filename}.{secrets.token_hex(6)}.part"
     bar = resolve_progress(progress)(remote.filename, remote.size, "B")
     message = ""
     own_session = session is None
     session = session or requests.Session()
     try:
         try:
-            f = open(tmp, "xb", buffering=0)
+            f = open(tmp, "r+b" if resume else "xb", buffering=0)
         except OSError as e:
             raise _fs_error(e, f"creating a temp file in {final.parent}", final.parent) from None
         with f:
             part = _Partial(f, bar, max(64 << 10, min(chunk_size, remote.size)))
+            if resume:
+                try:
+                    part.adopt()
+                except OSError as e:
+                    part.close()
+                    raise _fs_error(e, f"reading {tmp}", tmp) from None
+                _note(bar, f"{remote.filename}: resuming the {human_bytes(part.pos)} a stopped run left in {tmp.name}")
             try:
                 url = _download_from_mirrors(remote, final, part, session, limits)
             except OSError as e:  # the reads catch their own: this is the file system
@@ -666,7 +704,7 @@ def _download_from_mirrors(remote: RemoteFile, final: Path, part: _Partial, sess
     failures: list[tuple[str, _UrlFailed]] = []
     urls = [mirrored(u) for u in remote.urls]
     for i, url in enumerate(urls):
-        if part.pos:
+        if i and part.pos:  # the next mirror starts from zero (a killed run's bytes are tried on the first)
             part.restart()
         try:
             _download_url(url, remote, part, session, limits)
@@ -743,6 +781,10 @@ def _download_url(url: str, remote: RemoteFile, part: _Partial, session: request
 def _attempt(url: str, shown: str, remote: RemoteFile, part: _Partial, session: requests.Session,
              limits: _Limits, validator: str | None) -> str | None:
     """One GET: stream what it gives into ``part``; returns the validator to resume with. Raises _Retry/_UrlFailed."""
+    if part.adopted and part.pos == remote.size:  # killed after the last byte, before the rename
+        if part.hexdigest() == remote.sha256:
+            return validator
+        part.restart()
     headers = {"Accept-Encoding": "identity", "User-Agent": USER_AGENT}  # identity: Range counts raw bytes
     if part.pos:
         headers["Range"] = f"bytes={part.pos}-"
@@ -757,6 +799,9 @@ def _attempt(url: str, shown: str, remote: RemoteFile, part: _Partial, session: 
     if part.pos != remote.size:  # a body that ended cleanly but short
         raise _UrlFailed(_size_message(remote, announced or f"{part.pos:,}"), _SIZE_FIX)
     digest = part.hexdigest()
+    if digest != remote.sha256 and part.adopted:  # the resumed prefix was not this file's: once more, from zero
+        part.restart()
+        raise _Retry("the partial file a stopped run left did not match the pinned sha256: starting over")
     if digest != remote.sha256:
         at = part.pos
         part.restart()

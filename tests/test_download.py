@@ -200,10 +200,22 @@ def test_killed_download_leaves_nothing_under_the_final_name(served, tmp_path: P
     assert not (tmp_path / "blob.bin").exists()
     assert [p for p in leftovers(tmp_path) if p.endswith(".part")]  # the killed run's temp file
 
+    kept = max(p.stat().st_size for p in tmp_path.glob(".blob.bin.*.part"))
     server.reset()
-    result = fetch_file(remote, tmp_path, **FAST)  # the rerun completes and removes the stale temp file
+    result = fetch_file(remote, tmp_path, **FAST)  # the rerun resumes the killed run's temp file (issue 17.9)
     assert not result.already_present and (tmp_path / "blob.bin").read_bytes() == payload
     assert leftovers(tmp_path) == ["blob.bin"]
+    assert [r.range for r in gets(server, path)] == [f"bytes={kept}-"]
+    assert result.bytes_downloaded == len(payload) - kept
+
+
+def test_a_killed_runs_temp_file_that_is_not_a_prefix_is_not_taken(served, tmp_path: Path, payload: bytes) -> None:
+    server, remote, path = served
+    (tmp_path / ".blob.bin.0123456789ab.part").write_bytes(b"\0" * 300_000)  # the right length, wrong bytes
+    result = fetch_file(remote, tmp_path, **FAST)
+    assert (tmp_path / "blob.bin").read_bytes() == payload and leftovers(tmp_path) == ["blob.bin"]
+    assert [r.range for r in gets(server, path)] == ["bytes=300000-", None]  # resumed, caught, restarted
+    assert result.bytes_downloaded == len(payload) - 300_000 + len(payload)  # the wire bytes of both attempts
 
 
 def test_failed_download_leaves_no_file(served, tmp_path: Path, payload: bytes) -> None:
