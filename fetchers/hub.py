@@ -607,7 +607,10 @@ def _explain(e: Exception, repo_id: str, endpoint: str, revision: str) -> HubFet
     status = getattr(getattr(e, "response", None), "status_code", None)
     page = f"https://huggingface.co/{repo_id}"
     if isinstance(e, GatedRepoError):
-        why = "no token was sent" if status == 401 else "the token sent has not been granted access"
+        from huggingface_hub import get_token
+
+        why = ("the token sent was not accepted (wrong, expired or revoked)" if get_token() else "no token was sent") \
+            if status == 401 else "the token sent has not been granted access"
         return HubFetchError(f"{repo_id} is a gated model and {endpoint} refused the download (HTTP {status}: {why}).",
                              f"open {page} logged in, accept its conditions, then run `hf auth login` (or set HF_TOKEN) "
                 f"with a read token of that account, and fetch again.")

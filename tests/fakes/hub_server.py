@@ -326,7 +326,7 @@ class _Handler(BaseHTTPRequestHandler):
         if repo.gated_tokens is not None:
             auth = self.headers.get("authorization", "")
             token = auth[7:] if auth.lower().startswith("bearer ") else ""
-            if not token:
+            if not token or token.startswith("hf_expired"):  # none, or one the Hub no longer accepts
                 return self._error(401, "GatedRepo", f"Access to model {repo.repo_id} is restricted. You must have "
                                    "access to it and be authenticated to access it. Please log in.", head, commit)
             if token not in repo.gated_tokens:
