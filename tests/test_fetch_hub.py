@@ -640,3 +640,15 @@ def test_the_loopback_guard_refuses_other_hosts() -> None:
     with loopback_only() as refused, pytest.raises(requests.ConnectionError):
         requests.get("https://huggingface.co/api/models/x", timeout=1)
     assert refused == ["resolve huggingface.co"]
+
+
+def test_a_redirect_to_another_host_is_reported_as_one_without_credentials(hub: FakeHub) -> None:
+    """Issue 17.9: a 302 to another host read as "found no sha256 (no ETag)"; it says where it was sent."""
+    facts = pinned(SIGLIP, hub.add_repo(SIGLIP.repo_id, siglip_repo()))
+    hub.redirects[(SIGLIP.repo_id, "model.safetensors")] = \
+        "http://mirror-user:s3cret@elsewhere.example/weights/model.safetensors?X-Amz-Signature=abcdef"
+    with pytest.raises(HubFetchError) as e:
+        fetch_hf_model(facts)
+    message = str(e.value)
+    assert "redirected to http://elsewhere.example/weights/model.safetensors" in message, message
+    assert "s3cret" not in message and "abcdef" not in message and "mirror-user" not in message
