@@ -343,6 +343,8 @@ def reorganize_imagenet_tar(
     t0 = time.monotonic()
     tar, root = Path(tar_path), Path(data_root)
     synsets_path = Path(synsets_path or root / "imagenet_meta" / IMAGENET_META_FILES["val_synsets"].filename)
+    if tar.exists() and not tar.is_file():
+        _Source(tar).close()  # a FIFO, device or folder: refused by the safe-open rule, with what it is
     if not tar.is_file():
         raise ReorganizeError(f"{tar} does not exist",
                               f"download {IMAGENET_VAL_TAR.filename} ({human_bytes(IMAGENET_VAL_TAR.size)}) from "

@@ -462,3 +462,11 @@ def test_a_flood_of_headers_is_bounded(tmp_path, root, synsets) -> None:
     proc = cli_reorganize(tar, root, synsets)
     assert proc.returncode == 1, proc.stderr
     assert "more than 10,016 members (the last read: val_blurred)" in proc.stderr, proc.stderr
+
+
+def test_a_fifo_given_as_the_tar_is_refused_at_once_by_name(tmp_path, root, synsets) -> None:
+    fifo = tmp_path / "ILSVRC2012_img_val.tar"
+    os.mkfifo(fifo)  # no writer: opening it for reading the usual way would block forever
+    with pytest.raises(ReorganizeError) as err:
+        reorganize_imagenet_tar(fifo, root, synsets, **QUIET)
+    assert f"{fifo} is a FIFO (named pipe), not a regular file" in str(err.value), str(err.value)
