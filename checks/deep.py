@@ -15,7 +15,6 @@ import json
 import os
 import re
 import socket
-import stat
 import struct
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from checks.scan import MAX_IMAGE_BYTES, FileEntry, iec, shown
 from preflight_core.findings import Finding
+from preflight_core.safe_io import NotARegularFile, open_fd, printable
 
 CACHE_FORMAT = b"preflight-verify-cache 1"
 # An entry whose mtime or ctime is this recent is not trusted yet: a write in the same timestamp tick
@@ -120,17 +120,18 @@ class VerifyCache:
 
     def _read_file(self, path: Path, kind: str) -> Table | None:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+            fd, st = open_fd(path, follow=False)  # the one safe-open rule; a symlink is not followed
         except FileNotFoundError:
             return None  # merged and removed by another process meanwhile
+        except NotARegularFile as e:
+            self._damaged(path, f"{e.kind}, not a regular file", remove=False)
+            return None
         except OSError as e:
-            self._damaged(path, f"cannot be opened: {_why(e)}", remove=False)
+            is_link = e.errno == errno.ELOOP and os.path.islink(path)  # O_NOFOLLOW on a symlink says ELOOP
+            self._damaged(path, "a symlink, not a cache file (not followed)" if is_link
+                          else f"cannot be opened: {_why(e)}", remove=False)
             return None
         try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                self._damaged(path, "not a regular file", remove=False)
-                return None
             if st.st_size > MAX_CACHE_FILE_BYTES:
                 self._damaged(path, f"{iec(st.st_size)}, larger than any cache file", remove=True)
                 return None
@@ -364,29 +365,28 @@ def decode(path: str) -> tuple[str | None, tuple[int, int, int, int] | None]:
     from PIL import Image
 
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        fd, st = open_fd(path)  # the one safe-open rule: a FIFO or a device is refused, never waited on
+    except NotARegularFile as e:
+        return f"{e.kind}, not a regular file", None
     except OSError as e:
         return f"cannot be opened: {_why(e)}", None
-    try:
-        st = os.fstat(fd)
-    except OSError as e:
-        os.close(fd)
-        return f"cannot be read: {_why(e)}", None
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        return "not a regular file", None
     if st.st_size > MAX_IMAGE_BYTES:
         os.close(fd)
         return f"{iec(st.st_size)}, over the {iec(MAX_IMAGE_BYTES)} bound for a val image", None
     identity = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
     try:
-        with os.fdopen(fd, "rb") as f, Image.open(f) as im:
+        f = os.fdopen(fd, "rb")
+        f.raw.name = path
+        with f, Image.open(f) as im:
             if im.format == "JPEG":
                 im.draft(im.mode if im.mode in ("L", "RGB", "CMYK") else "RGB",
                          (max(1, im.width // 8), max(1, im.height // 8)))
             im.load()
+    except Image.UnidentifiedImageError:
+        return "not an image PIL can identify", identity
     except Exception as e:  # PIL raises many types for corrupt data; all mean "does not decode"
-        return f"{type(e).__name__}: {e}", identity
+        text = re.sub(r"<_io\.\w+ name=[^>]*>", "the file", str(e))  # never "<_io.BufferedReader name=12>"
+        return printable(f"{type(e).__name__}: {text}"), identity
     return None, identity
 
 

@@ -12,7 +12,6 @@ import json
 import os
 import reprlib
 import shlex
-import stat
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -27,7 +26,6 @@ from checks.scan import (
     iec,
     is_harmless,
     is_image_name,
-    kind_of,
     scan_tree,
     shown,
 )
@@ -43,6 +41,7 @@ from preflight_core.registry import (
     ImageNetMetaFacts,
     ImageNetValFacts,
 )
+from preflight_core.safe_io import NotARegularFile, open_fd
 
 if TYPE_CHECKING:
     from checks.deep import VerifyCache
@@ -96,11 +95,11 @@ def read_regular(path: Path, limit: int) -> bytes:
 
     Never blocks: a FIFO or a device is refused from its type before anything is read.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ValueError(f"{kind_of(st.st_mode)}, not a regular file")
+        fd, st = open_fd(path)  # the one safe-open rule
+    except NotARegularFile as e:
+        raise ValueError(f"{e.kind}, not a regular file") from None
+    try:
         if st.st_size > limit:
             raise ValueError(f"{iec(st.st_size)}: far larger than this file ever is (at most {iec(limit)})")
         chunks, left = [], st.st_size + 1
@@ -507,6 +506,32 @@ def check_ids(tree: ValTree, fix: str) -> list[Finding]:
         out.append(Finding(f"image ids missing{allowed}", [val_name(i, tree.facts.extension) for i in missing],
                            total=n_ids, where=_where(tree.root), fix=fix))
     return out
+
+
+# "A few" damaged images: at most 1% of the val set (500 of 50,000), and never fewer than 10. Those are
+# re-extracted from the tar (`--reorganize-imagenet TAR --repair`); a tree with more, or wrong as a whole
+# (class folders, duplicate or foreign ids), gets the whole-tree fix.
+FEW_DAMAGED_FRACTION = 0.01
+FEW_DAMAGED_MIN = 10
+
+
+def few_damaged(tree: ValTree, decode_failures: int = 0) -> int | None:
+    """How many images a repair from the tar would re-extract, if that is all the tree needs and they are few.
+
+    Damaged = missing ids, unreadable / empty / non-JPEG files, and ``decode_failures`` (from --deep).
+    None when the tree is wrong as a whole or too many images are damaged; 0 when none is.
+    """
+    facts = tree.facts
+    n_ids = facts.n_classes * facts.per_class
+    ids = Counter(im.image_id for im in tree.images)
+    if tree.unwalkable or len(tree.class_dirs) != facts.n_classes or any(n > 1 for n in ids.values()) \
+            or any(not 1 <= i <= n_ids for i in ids):
+        return None
+    missing = max(0, n_ids - len(ids) - facts.max_missing)
+    unusable = sum(1 for im in tree.images
+                   if im.entry.problem or not im.entry.size or not has_jpeg_signature(im.entry))
+    n = missing + unusable + decode_failures
+    return n if n <= max(FEW_DAMAGED_MIN, int(n_ids * FEW_DAMAGED_FRACTION)) else None
 
 
 def check_labels(tree: ValTree, synsets: list[str], fix: str) -> list[Finding]:

@@ -20,6 +20,7 @@ from preflight_core.findings import Finding, Fix
 from preflight_core.hashing import blob_digest
 from preflight_core.hf_cache import cache_report, fix_for, hub_offline
 from preflight_core.registry import ModelFacts
+from preflight_core.safe_io import printable
 
 __all__ = ["ModelLoadError", "Loaded", "ForwardResult", "load_model", "forward_check", "clear_loaded", "hub_offline",
            "verify_blobs", "blob_findings", "open_clip_configs", "ADAPTERS", "adapter_for"]
@@ -68,7 +69,12 @@ def blob_findings(snapshot: Path, files: Iterable[str | tuple[str, ...]], cache:
         for name, blob, key in todo:
             if key[0] in known:
                 continue
-            got = blob_digest(blob)
+            try:
+                got = blob_digest(blob)
+            except OSError as e:  # a FIFO or device (refused at once by the safe-open rule), unreadable
+                problems.append(Finding(f"{repo_id}: {name} cannot be verified: {printable(e)}",
+                                        where=printable(str(blob)), fix=fix_for(repo_id, remove=blob)))
+                continue
             if got is None:
                 problems.append(Finding(f"{repo_id}: {name} cannot be verified: its blob name {blob.name!r} is "
                                         "not a sha256 or git-sha1 etag", where=str(blob), fix=fix))

@@ -28,6 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from preflight_core.findings import human_bytes as iec  # noqa: F401  (IEC units, one implementation; re-exported)
+from preflight_core.imagenet_files import MAX_IMAGE_BYTES  # noqa: F401  (the one bound; re-exported)
+from preflight_core.safe_io import NotARegularFile, kind_of, open_fd
+from preflight_core.safe_io import printable as shown  # noqa: F401  (the one escape of names from outside)
 
 if TYPE_CHECKING:
     from checks.deep import VerifyCache
@@ -38,13 +41,8 @@ JPEG_END = b"\xff\xd9"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 # Files that operating systems and tools drop into folders; harmless to ImageFolder.
 HARMLESS_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini", ".directory"})
-# No ImageNet or COCO val JPEG comes near this (6.3 GiB / 50,000 and 778 MiB / 5,000: 130-160 KiB on
-# average): a bigger file named like an image is something else (a disk image, a tar, zeros), and
-# --deep does not try to decode it.
-MAX_IMAGE_BYTES = 64 * 2**20
 HEAD_BYTES, TAIL_BYTES = 3, 2
 QUICK_KIND = "quick"  # the verify cache's namespace for head/tail bytes
-_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -54,14 +52,6 @@ def is_image_name(name: str) -> bool:
 
 def is_harmless(name: str) -> bool:
     return name in HARMLESS_NAMES or name.startswith("._")
-
-
-def shown(name: str) -> str:
-    """``name`` fit for a terminal: undecodable bytes as ``\\xff``, newlines and tabs as ``\\n``, ``\\t``."""
-    if name.isprintable():
-        return name
-    text = os.fsencode(name).decode("utf-8", "backslashreplace")
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 class FileEntry(NamedTuple):
@@ -103,20 +93,6 @@ class Scan:
     opened: int = 0  # files opened and read now (the rest came from the cache)
 
 
-def kind_of(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    return "not a regular file"
-
-
 def _why(e: OSError) -> str:
     return f"{type(e).__name__}: {e.strerror or e}"
 
@@ -137,13 +113,12 @@ def _link_problem(dir_fd: int, name: str, e: OSError) -> str:
 def _read_head_tail(dir_fd: int, name: str) -> tuple[os.stat_result | None, bytes, bytes, str]:
     """(stat, first bytes, last 2 bytes, problem) of a file believed to be regular."""
     try:
-        fd = os.open(name, _OPEN_FLAGS, dir_fd=dir_fd)  # O_NONBLOCK: a FIFO swapped in cannot block us
+        fd, st = open_fd(name, dir_fd=dir_fd)  # the one safe-open rule: a FIFO swapped in cannot block us
+    except NotARegularFile as e:
+        return None, b"", b"", f"{e.kind}, not a regular file"
     except OSError as e:
         return None, b"", b"", f"cannot be opened ({_why(e)})"
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return st, b"", b"", f"{kind_of(st.st_mode)}, not a regular file"
         if not st.st_size:
             return st, b"", b"", ""
         return st, os.read(fd, HEAD_BYTES), os.pread(fd, TAIL_BYTES, max(0, st.st_size - TAIL_BYTES)), ""

@@ -6,6 +6,7 @@ Each xdist worker has its own ``Checkup``; the controller builds the world (and 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import tempfile
 import time
@@ -127,6 +128,23 @@ class Checkup:
                              why="the fetch never replaces a folder that is there")
         return fix
 
+    def val_fix(self, asset: Asset, damaged: int | None) -> Fix:
+        """The fix for a val tree with ``damaged`` images (``checks.imagenet.few_damaged``).
+
+        A few: re-extract just those from the tar the user has (``--repair``); None (wrong as a whole,
+        or many): the whole-tree fix.
+        """
+        if not damaged:
+            return self.fix(asset)
+        root = self.settings["data-root"]
+        flag = "" if not self.tiny_root and root.origin is Origin.DEFAULT else \
+            f" --data-root={shlex.quote(str(self.world.data_root))}"
+        tar = find_imagenet_tar(self.world, {k: r.value for k, r in self.settings.items()})
+        if tar is None:
+            return Fix(f"re-extract the {damaged:,} damaged images from your val tar (nothing else is touched): "
+                       f"python -m fetchers --reorganize-imagenet PATH/TO/ILSVRC2012_img_val.tar --repair{flag}")
+        return Fix.run(f"python -m fetchers --reorganize-imagenet {shlex.quote(str(tar))} --repair{flag}")
+
     def _root_flag(self, asset: Asset) -> str:
         root = self.settings["data-root"]
         if asset.kind != "data" or self.tiny_root or root.origin is Origin.DEFAULT:
@@ -184,8 +202,22 @@ class Checkup:
             root = self.settings["data-root"]
             problem = data_root_problem(self.world.data_root, root.source, root.origin is not Origin.DEFAULT) \
                 if uses_data else None
+            if problem and self.value("fetch-missing"):
+                problem = self._create_data_root(problem)
             if problem:
                 self.problems.append(problem)
+
+    def _create_data_root(self, problem: tuple[str, Fix]) -> tuple[str, Fix] | None:
+        """--fetch-missing into a data root that does not exist yet: create it (None), or say why nothing was fetched."""
+        root = self.world.data_root
+        if root.exists() or root.is_symlink():  # not a folder, a dangling link: the problem stands
+            return (f"{problem[0]}; --fetch-missing fetched nothing", problem[1])
+        try:
+            root.mkdir(parents=True)
+        except OSError as e:
+            return (f"{problem[0]}; --fetch-missing could not create it ({e.strerror or e}) and fetched nothing",
+                    problem[1])
+        return None
 
     def close(self) -> None:
         if self.owns_tiny_root and self.tiny_root:

@@ -22,6 +22,7 @@ from preflight_core.findings import human_bytes
 from preflight_core.options import OPTIONS, OptionError, resolve
 from preflight_core.presence import find_imagenet_tar
 from preflight_core.registry import ASSETS, DOWNLOADS
+from preflight_core.safe_io import printable
 from preflight_core.world import World
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -62,6 +63,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--coco-source", choices=("kaggle", "official"), default=None,
                    help="default: $PREFLIGHT_COCO_SOURCE or kaggle")
     p.add_argument("--stall-seconds", default=None, help=OPTIONS["stall-seconds"].help)
+    p.add_argument("--repair", action="store_true",
+                   help="with --reorganize-imagenet TAR: re-extract from TAR only the images of an existing "
+                        "imagenet_val that are missing or differ from the tar (nothing else is touched)")
     return p
 
 
@@ -110,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     world = World(Path(settings["data-root"]).absolute())
+    if args.repair:
+        return repair(args, world, settings)
     if args.all and "imagenet_val" in names and find_imagenet_tar(world, settings) is None:
         names.remove("imagenet_val")
         print("imagenet_val: skipped: no ImageNet val tar given or found in "
@@ -118,21 +124,50 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for name in (n for n in FETCHERS if n in names):  # the fetchers' order: metadata before the val tar
         asset = ASSETS[name]
-        print(f"{name}: fetching {asset.title} ({size_text(asset)}) -> {world.path(asset)}", flush=True)
+        print(f"{name}: fetching {asset.title} ({size_text(asset)}) -> {printable(world.path(asset))}", flush=True)
         try:
             outcome = fetch_one(world, name, settings)
         except KeyboardInterrupt as e:  # FetchInterrupted: one line, what was left and that a rerun resumes
-            print(f"\n{e}" if str(e) else f"\ninterrupted while fetching {name}", file=sys.stderr)
+            print(f"\n{printable(e)}" if str(e) else f"\ninterrupted while fetching {name}", file=sys.stderr)
             return 130
         if outcome.ok:
-            print(f"{name}: {outcome.message}")
+            print(f"{name}: {printable(outcome.message)}")
         else:  # every failure is reported once, with its fix, and the other fetches still run
             failed += 1
-            print(f"{name}: FAILED: {outcome.message}" + (f"\n{name}: fix: {outcome.fix}" if outcome.fix else ""),
+            print(f"{name}: FAILED: {printable(outcome.message)}"
+                  + (f"\n{name}: fix: {printable(outcome.fix)}" if outcome.fix else ""),
                   file=sys.stderr)
     if failed:
         print(f"{failed} of {len(names)} fetches failed (the fix is under each)", file=sys.stderr)
     return 1 if failed else 0
+
+
+def repair(args: argparse.Namespace, world: World, settings: dict) -> int:
+    """``--reorganize-imagenet TAR --repair``: re-extract the damaged images of an existing tree."""
+    from fetchers.errors import explain
+    from fetchers.imagenet_tar import repair_imagenet_val
+
+    if not args.reorganize_imagenet or args.all or selected(args) != ["imagenet_val"]:
+        print("error: --repair goes with --reorganize-imagenet TAR alone", file=sys.stderr)
+        return 2
+    tar = Path(settings["imagenet-tar"])
+    print(f"imagenet_val: comparing {printable(world.path(ASSETS['imagenet_val']))} with {printable(tar)}", flush=True)
+    try:
+        result = repair_imagenet_val(tar, world.data_root)
+    except KeyboardInterrupt:
+        print("\ninterrupted: nothing was replaced in the tree; rerun the same command", file=sys.stderr)
+        return 130
+    except Exception as e:  # the tar, the tree, the file system: one message and its fix
+        message, fix = explain(e, world.data_root)
+        print(f"imagenet_val: FAILED: {message}" + (f"\nimagenet_val: fix: {fix}" if fix else ""), file=sys.stderr)
+        return 1
+    if not result.repaired:
+        print(f"imagenet_val: all {result.n_checked:,} images equal those of {printable(tar.name)}; nothing to repair")
+    else:
+        shown = ", ".join(printable(p) for p in result.repaired[:5]) + (" …" if len(result.repaired) > 5 else "")
+        print(f"imagenet_val: re-extracted {len(result.repaired):,} of {result.n_checked:,} images from "
+              f"{printable(tar.name)} ({shown}) in {result.seconds:.1f} s; nothing else was touched")
+    return 0
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -27,17 +27,20 @@ loses nothing and a stall is seen); each filled buffer is written, then hashed b
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import errno
 import glob
 import hashlib
 import http.client
+import json
 import os
 import queue
 import secrets
 import shutil
 import socket
 import ssl
+import stat
 import sys
 import threading
 import time
@@ -58,6 +61,7 @@ from preflight_core.hashing import sha256_file
 from preflight_core.options import OPTIONS, OptionError, resolve
 from preflight_core.redact import redact  # re-exported: fetchers.download.redact
 from preflight_core.registry import RemoteFile
+from preflight_core.safe_io import printable, read_regular
 
 CHUNK_SIZE = 1 << 20  # bytes per buffer: per-buffer Python overhead negligible, still warm in cache when hashed
 BUFFERS = 8  # buffers in flight (received, waiting to be hashed): at most 8 MiB
@@ -235,6 +239,77 @@ def mirrored(url: str) -> str:
     return f"{mirror.rstrip('/')}/{host}{parts.path}" + (f"?{parts.query}" if parts.query else "")
 
 
+# --- the lock --------------------------------------------------------------------------------
+def _owner_file(lock_path: Path) -> Path:
+    return lock_path.with_name(lock_path.name + ".owner")
+
+
+def _owner(lock_path: Path) -> str:
+    """Who holds the lock, from the side file its holder wrote: "pid 123 on host since 12:00:01 UTC"."""
+    try:
+        info = json.loads(read_regular(_owner_file(lock_path), 4096))
+        since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(info["since"])))
+        return printable(f"pid {int(info['pid'])} on {info['host']}, since {since}")
+    except (OSError, ValueError, KeyError, TypeError):
+        return "a process that did not say who it is"
+
+
+def acquire_lock(lock_path: Path, what: str, timeout: float = -1, progress: ProgressArg = "auto",
+                 watch: tuple[Path, str, int] | None = None) -> FileLock:
+    """Take ``lock_path``; while another process holds it, say who (pid, host, since when) and wait with a bar.
+
+    ``watch`` = (folder, glob, total bytes): the bar follows the holder's temp file there. The holder's
+    identity is written next to the lock (``<lock>.owner``) for the next waiter to read.
+    """
+    lock = FileLock(str(lock_path))
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        t0 = time.monotonic()
+        bar = resolve_progress(progress)(f"waiting for {Path(what).name}", watch[2] if watch else 0,
+                                         "B" if watch else "s")
+        _note(bar, f"{printable(what)}: another fetch holds {printable(str(lock_path))} ({_owner(lock_path)}); "
+                   "waiting for it to finish")
+        done, message = 0, ""
+        try:
+            while True:
+                try:
+                    lock.acquire(timeout=1.0)
+                    message = f"{printable(what)}: the other fetch finished after {_seconds(time.monotonic() - t0)}"
+                    break
+                except filelock.Timeout:
+                    if 0 <= timeout <= time.monotonic() - t0:
+                        raise DownloadError(
+                            f"another process has been fetching {printable(what)} for more than {timeout:g} s "
+                            f"(it holds {printable(str(lock_path))}: {_owner(lock_path)})",
+                            "wait for it to finish, or stop it; then rerun") from None
+                    if watch:
+                        sizes = [p.stat().st_size for p in watch[0].glob(watch[1]) if p.is_file()]
+                        now = max(sizes, default=0)
+                        bar.update(now - done) if now >= done else bar.reset(now)
+                        done = now
+        finally:
+            bar.close(message)
+    try:
+        _write_owner(lock_path)
+    except OSError:
+        pass  # only a courtesy to the next waiter
+    return lock
+
+
+def _write_owner(lock_path: Path) -> None:
+    owner = _owner_file(lock_path)
+    tmp = owner.with_name(f"{owner.name}.{secrets.token_hex(4)}.tmp")
+    tmp.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}))
+    os.replace(tmp, owner)
+
+
+def release_lock(lock: FileLock) -> None:
+    with contextlib.suppress(OSError):
+        _owner_file(Path(lock.lock_file)).unlink()
+    lock.release()
+
+
 # --- helpers ---------------------------------------------------------------------------------
 def check_free_space(folder: Path, needed: int, what: str) -> None:
     free = shutil.disk_usage(folder).free
@@ -295,8 +370,14 @@ def _seconds(s: float) -> str:
     return f"{s:.1f} s" if s < 10 else f"{s:.0f} s"
 
 
-def _describe(e: BaseException, timeout: tuple[float, float]) -> str:
-    """A network failure in words, without the client's wrapping ("Max retries exceeded ... Caused by ...")."""
+def _unreachable(e: BaseException) -> bool:
+    """The host cannot be reached at all (DNS failure, connection refused): retrying the same URL is pointless."""
+    chain = _chain(e)
+    return any(isinstance(c, (socket.gaierror, urllib3.exceptions.NameResolutionError, ConnectionRefusedError))
+               for c in chain)
+
+
+def _chain(e: BaseException) -> list[BaseException]:
     chain: list[BaseException] = []
     cur: BaseException | None = e
     while cur is not None and all(cur is not c for c in chain) and len(chain) < 12:
@@ -305,6 +386,12 @@ def _describe(e: BaseException, timeout: tuple[float, float]) -> str:
         if not isinstance(nxt, BaseException):
             nxt = next((a for a in cur.args if isinstance(a, BaseException)), None)  # requests wraps in args[0]
         cur = nxt if nxt is not None else (cur.__cause__ or cur.__context__)
+    return chain
+
+
+def _describe(e: BaseException, timeout: tuple[float, float]) -> str:
+    """A network failure in words, without the client's wrapping ("Max retries exceeded ... Caused by ...")."""
+    chain = _chain(e)
 
     def has(*kinds: type) -> BaseException | None:
         return next((c for c in chain if isinstance(c, kinds)), None)
@@ -333,7 +420,7 @@ def _describe(e: BaseException, timeout: tuple[float, float]) -> str:
         return "the connection was dropped"
     inner = chain[-1]
     text = next((line for line in str(inner).splitlines() if line.strip()), "")
-    return redact(f"{type(inner).__name__}{': ' + text if text else ''}")
+    return printable(redact(f"{type(inner).__name__}{': ' + text if text else ''}"))
 
 
 # --- the partial file ------------------------------------------------------------------------
@@ -350,6 +437,7 @@ class _Partial:
         self.file, self.bar = file, bar
         self.pos = 0  # bytes in the file
         self.received = 0  # bytes received over the wire, restarts included
+        self.adopted = 0  # bytes taken over from a killed run's temp file (0 once restarted)
         self.buffer_size = buffer_size
         self._made = 0
         self._pool: queue.SimpleQueue = queue.SimpleQueue()
@@ -393,7 +481,17 @@ class _Partial:
         self.received += n
         self.bar.update(n)
 
+    def adopt(self) -> None:
+        """Continue the bytes already in the file (a killed run's): hash them, carry on after them."""
+        self.file.seek(0)
+        while chunk := self.file.read(1 << 20):
+            self._hasher.update(chunk)  # before any commit: the hasher thread has nothing queued yet
+            self.pos += len(chunk)
+        self.adopted = self.pos
+        self.bar.update(self.pos)
+
     def restart(self) -> None:
+        self.adopted = 0
         self.file.seek(0)
         self.file.truncate()
         self._queue.put(self._RESTART)
@@ -459,45 +557,67 @@ def fetch_file(
                      t0 + (BASE_SECONDS + remote.size / MIN_RATE if max_seconds is None else max_seconds))
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(dest_dir / f".{remote.filename}.lock"), timeout=lock_timeout)
-        lock.acquire()
-    except filelock.Timeout:
-        raise DownloadError(f"another process has been fetching {final} for more than {lock_timeout:g} s "
-                            f"(it holds {dest_dir / ('.' + remote.filename + '.lock')})",
-                            "wait for it to finish, or stop it; then rerun") from None
+        lock = acquire_lock(dest_dir / f".{remote.filename}.lock", str(final), lock_timeout, progress,
+                            watch=(dest_dir, f".{glob.escape(remote.filename)}.*.part", remote.size))
     except OSError as e:
-        raise _fs_error(e, f"preparing {dest_dir} for {remote.filename}") from None
+        raise _fs_error(e, f"preparing {dest_dir} for {remote.filename}", dest_dir) from None
     try:
         if _occupied(final):  # re-check under the lock: another process may have just finished it
             _verify_existing(final, remote)
             return FetchResult(final, 0, time.monotonic() - t0, None, True)
-        # Under the lock nobody else writes this artifact: temp files left by a killed run are garbage.
-        for stale in dest_dir.glob(f".{glob.escape(remote.filename)}.*.part"):
-            stale.unlink(missing_ok=True)
-        check_free_space(dest_dir, remote.size if required_bytes is None else required_bytes, remote.filename)
-        return _fetch_locked(remote, final, progress, session, limits, chunk_size, t0)
+        # Under the lock nobody else writes this artifact: a temp file left by a killed run is resumed
+        # (the longest one; the rest are garbage). Its bytes are hashed first and the whole file is still
+        # verified by size and sha256 before the rename, so a stale or foreign prefix is never taken.
+        resume = _stale_part(dest_dir, remote)
+        already = resume.stat().st_size if resume else 0
+        check_free_space(dest_dir, (remote.size - already) if required_bytes is None else required_bytes,
+                         remote.filename)
+        return _fetch_locked(remote, final, progress, session, limits, chunk_size, t0, resume)
     finally:
-        lock.release()
+        release_lock(lock)
+
+
+def _stale_part(dest_dir: Path, remote: RemoteFile) -> Path | None:
+    """The longest regular ``.part`` a killed run left (at most the pinned size); the others are removed."""
+    parts = []
+    for p in dest_dir.glob(f".{glob.escape(remote.filename)}.*.part"):
+        try:
+            st = p.lstat()
+        except OSError:
+            continue
+        parts.append((st.st_size if stat.S_ISREG(st.st_mode) and st.st_size <= remote.size else -1, p))
+    parts.sort(key=lambda sp: sp[0])
+    keep = parts.pop()[1] if parts and parts[-1][0] > 0 else None
+    for _, p in parts:
+        p.unlink(missing_ok=True)
+    return keep
 
 
 def _fetch_locked(remote: RemoteFile, final: Path, progress: ProgressArg, session: requests.Session | None,
-                  limits: _Limits, chunk_size: int, t0: float) -> FetchResult:
-    tmp = final.parent / f".{remote.filename}.{secrets.token_hex(6)}.part"
+                  limits: _Limits, chunk_size: int, t0: float, resume: Path | None = None) -> FetchResult:
+    tmp = resume or final.parent / f".{remote.filename}.{secrets.token_hex(6)}.part"
     bar = resolve_progress(progress)(remote.filename, remote.size, "B")
     message = ""
     own_session = session is None
     session = session or requests.Session()
     try:
         try:
-            f = open(tmp, "xb", buffering=0)
+            f = open(tmp, "r+b" if resume else "xb", buffering=0)
         except OSError as e:
-            raise _fs_error(e, f"creating a temp file in {final.parent}") from None
+            raise _fs_error(e, f"creating a temp file in {final.parent}", final.parent) from None
         with f:
             part = _Partial(f, bar, max(64 << 10, min(chunk_size, remote.size)))
+            if resume:
+                try:
+                    part.adopt()
+                except OSError as e:
+                    part.close()
+                    raise _fs_error(e, f"reading {tmp}", tmp) from None
+                _note(bar, f"{remote.filename}: resuming the {human_bytes(part.pos)} a stopped run left in {tmp.name}")
             try:
                 url = _download_from_mirrors(remote, final, part, session, limits)
             except OSError as e:  # the reads catch their own: this is the file system
-                raise _fs_error(e, f"writing {tmp}") from None
+                raise _fs_error(e, f"writing {tmp}", tmp) from None
             finally:
                 part.close()
         # No fsync: the bytes were verified before this rename, and a file torn by a crash after
@@ -537,8 +657,13 @@ def _place(tmp: Path, final: Path, remote: RemoteFile) -> None:
         raise _fs_error(e, f"moving {tmp.name} to {final}") from None
 
 
-def _fs_error(e: OSError, doing: str) -> DownloadError:
-    """A file-system failure as a DownloadError whose fix names the cause (fetchers.errors' one rule)."""
+def _fs_error(e: OSError, doing: str, path: Path | None = None) -> DownloadError:
+    """A file-system failure as a DownloadError whose fix names the cause (fetchers.errors' one rule).
+
+    ``path``: the file or folder being written, when the error itself does not name one (a failed write).
+    """
+    if e.filename is None and path is not None:
+        e.filename = str(path)
     message, fix = explain_os_error(e)
     return DownloadError(f"{message} (while {doing})", fix)
 
@@ -579,14 +704,14 @@ def _download_from_mirrors(remote: RemoteFile, final: Path, part: _Partial, sess
     failures: list[tuple[str, _UrlFailed]] = []
     urls = [mirrored(u) for u in remote.urls]
     for i, url in enumerate(urls):
-        if part.pos:
+        if i and part.pos:  # the next mirror starts from zero (a killed run's bytes are tried on the first)
             part.restart()
         try:
             _download_url(url, remote, part, session, limits)
             return redact(url)
         except _UrlFailed as e:
             failures.append((redact(url), e))
-            if i + 1 < len(urls) and time.monotonic() < limits.deadline:
+            if i + 1 < len(urls) and time.monotonic() < limits.deadline and e.fix != _UNREACHABLE_FIX:
                 _note(part.bar, f"{remote.filename}: {redact(url)}: {e.reason} — trying the next URL")
     if len(failures) == 1:
         why = f"from {failures[0][0]}: {failures[0][1].reason}"
@@ -616,6 +741,8 @@ def _download_url(url: str, remote: RemoteFile, part: _Partial, session: request
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
                 requests.exceptions.ContentDecodingError) as e:
             problem = _describe(e, limits.timeout)
+            if _unreachable(e):  # refused / no DNS: the next mirror, at once (drops, timeouts, 5xx still retry)
+                raise _UrlFailed(problem, _UNREACHABLE_FIX) from None
         except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
                 requests.exceptions.InvalidSchema) as e:
             raise _UrlFailed(f"not a valid URL ({type(e).__name__})",
@@ -654,6 +781,10 @@ def _download_url(url: str, remote: RemoteFile, part: _Partial, session: request
 def _attempt(url: str, shown: str, remote: RemoteFile, part: _Partial, session: requests.Session,
              limits: _Limits, validator: str | None) -> str | None:
     """One GET: stream what it gives into ``part``; returns the validator to resume with. Raises _Retry/_UrlFailed."""
+    if part.adopted and part.pos == remote.size:  # killed after the last byte, before the rename
+        if part.hexdigest() == remote.sha256:
+            return validator
+        part.restart()
     headers = {"Accept-Encoding": "identity", "User-Agent": USER_AGENT}  # identity: Range counts raw bytes
     if part.pos:
         headers["Range"] = f"bytes={part.pos}-"
@@ -668,6 +799,9 @@ def _attempt(url: str, shown: str, remote: RemoteFile, part: _Partial, session: 
     if part.pos != remote.size:  # a body that ended cleanly but short
         raise _UrlFailed(_size_message(remote, announced or f"{part.pos:,}"), _SIZE_FIX)
     digest = part.hexdigest()
+    if digest != remote.sha256 and part.adopted:  # the resumed prefix was not this file's: once more, from zero
+        part.restart()
+        raise _Retry("the partial file a stopped run left did not match the pinned sha256: starting over")
     if digest != remote.sha256:
         at = part.pos
         part.restart()
@@ -762,6 +896,8 @@ def _stream(r: requests.Response, shown: str, remote: RemoteFile, part: _Partial
             raise _UrlFailed(_size_message(remote, f"more than {remote.size:,}"), _SIZE_FIX)
 
 
+_UNREACHABLE_FIX = (f"check the network, proxy (HTTPS_PROXY) and DNS, or set {MIRROR_ENV}=http://HOST:PORT to a "
+                    "reachable mirror")
 _SIZE_FIX = "if the file really changed upstream, its pin in preflight_core/registry.py needs updating; else try a mirror"
 
 
@@ -780,10 +916,10 @@ def _check_response(r: requests.Response, shown: str, remote: RemoteFile, part: 
     """Classify the answer; returns the announced length of a wrong-size 200 (reported after an HTML sniff)."""
     code = r.status_code
     if code in (401, 403):
-        raise _UrlFailed(f"HTTP {code} {r.reason}: the server wants a login or refuses this client",
+        raise _UrlFailed(f"HTTP {code} {printable(r.reason)}: the server wants a login or refuses this client",
                          f"download {remote.filename} by hand (logged in) and put it in place")
     if code in (404, 410):
-        raise _UrlFailed(f"HTTP {code} {r.reason}: {remote.filename} is not there (moved or removed)",
+        raise _UrlFailed(f"HTTP {code} {printable(r.reason)}: {remote.filename} is not there (moved or removed)",
                          "find its new URL and update preflight_core/registry.py")
     if code == 416 and part.pos:
         at = part.pos
@@ -791,10 +927,10 @@ def _check_response(r: requests.Response, shown: str, remote: RemoteFile, part: 
         raise _Retry(f"HTTP 416 for a resume at byte {at:,}: starting over")
     if code == 429 or code >= 500:
         wait = parse_retry_after(r.headers.get("Retry-After")) if code in (429, 503) else None
-        asked = f", Retry-After {r.headers.get('Retry-After')}" if wait is not None else ""
-        raise _Retry(f"HTTP {code} {r.reason}{asked}", wait)
+        asked = f", Retry-After {printable(r.headers.get('Retry-After'))}" if wait is not None else ""
+        raise _Retry(f"HTTP {code} {printable(r.reason)}{asked}", wait)
     if code not in (200, 206):
-        raise _UrlFailed(f"unexpected HTTP {code} {r.reason}")
+        raise _UrlFailed(f"unexpected HTTP {code} {printable(r.reason)}")
     content_type = r.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if content_type == "text/html" and not _expects_html(remote.filename):
         raise _UrlFailed(*_html_message(remote))
@@ -808,7 +944,7 @@ def _check_response(r: requests.Response, shown: str, remote: RemoteFile, part: 
     if parsed is None or parsed[0] != part.pos:
         at = part.pos
         part.restart()
-        raise _Retry(f"unusable Content-Range {r.headers.get('Content-Range')!r} for a resume at byte {at:,}")
+        raise _Retry(f"unusable Content-Range {printable(r.headers.get('Content-Range'))} for a resume at byte {at:,}")
     if parsed[1] is not None and parsed[1] != remote.size:
         raise _UrlFailed(_size_message(remote, f"{parsed[1]:,} (Content-Range)"), _SIZE_FIX)
     return None

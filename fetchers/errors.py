@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import errno
 import re
+import shlex
 from pathlib import Path
 
 from preflight_core.options import OPTIONS
 from preflight_core.redact import redact
+from preflight_core.safe_io import printable
 
 
 class FetchError(RuntimeError):
@@ -72,7 +74,8 @@ def _has_fix(e: BaseException) -> bool:
 
 
 def _one_line(text: str) -> str:
-    return redact(" ".join(str(text).split())).rstrip()
+    """One line, no secrets, no control characters (text from servers and clients is shown escaped)."""
+    return printable(redact(" ".join(str(text).split())).rstrip())
 
 
 def _blocker(path: Path) -> Path | None:
@@ -81,6 +84,14 @@ def _blocker(path: Path) -> Path | None:
         if (candidate.exists() and not candidate.is_dir()) or (candidate.is_symlink() and not candidate.exists()):
             return candidate
     return None
+
+
+def _folder_of(path: Path) -> Path:
+    """The folder that holds (or would hold) ``path``: the nearest one that exists."""
+    for candidate in (path, *path.parents):
+        if candidate.is_dir():
+            return candidate
+    return path.parent
 
 
 def explain_os_error(e: OSError, data_root: Path | None = None) -> tuple[str, str]:
@@ -94,12 +105,15 @@ def explain_os_error(e: OSError, data_root: Path | None = None) -> tuple[str, st
         return (f"the data root is read-only: {where} ({reason}); nothing was changed there",
                 f"{choose}, or remount{root and ' ' + str(data_root)} read-write, then rerun")
     if e.errno in (errno.EACCES, errno.EPERM):
+        folder = _folder_of(Path(path)) if path else Path.cwd()  # lsattr needs what exists: the folder
         return (f"permission denied: {where} ({reason}); nothing was changed there",
-                f"make it writable for this user (check its owner, mode and `lsattr -d {path}` for the immutable "
-                f"flag), or {choose}; then rerun")
+                f"make it writable for this user (check the owner and mode of {folder} and "
+                f"`lsattr -d {shlex.quote(str(folder))}` for the immutable flag), or {choose}; then rerun")
     if e.errno == errno.ENOSPC or e.errno == errno.EDQUOT:
+        folder = _folder_of(Path(path)) if path else Path.cwd()  # never an empty `df -h `
         return (f"no space left on the device (or quota exceeded) while writing {where}",
-                f"free space there (`df -h {path}`), or {choose}; then rerun (finished files are kept)")
+                f"free space in {folder} (`df -h {shlex.quote(str(folder))}`), or {choose}; then rerun "
+                "(finished files are kept)")
     if e.errno in (errno.ENOTDIR, errno.EEXIST):
         blocker = _blocker(Path(path)) if path else None
         if blocker is not None:

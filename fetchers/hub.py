@@ -216,6 +216,19 @@ def _cache_problem(link: Path, pin: Pin | None) -> str | None:
     return None
 
 
+def _no_etag(meta, endpoint: str) -> str:
+    """Why the answer named no sha256: a redirect to another host (named, without credentials), or no ETag."""
+    from urllib.parse import urlsplit
+
+    from preflight_core.redact import redact
+    from preflight_core.safe_io import printable
+
+    location = getattr(meta, "location", None) or ""
+    if location and urlsplit(location).hostname not in (None, urlsplit(endpoint).hostname):
+        return f"no sha256: {endpoint} redirected to {printable(redact(location.split('?', 1)[0]))}, which named none"
+    return "no sha256 (no ETag)"
+
+
 def _label(entry: Entry) -> str:
     return entry if isinstance(entry, str) else " or ".join(entry)
 
@@ -399,7 +412,7 @@ class _Run:
         etag = (meta.etag or "").lower() or None
         pin = self.pin
         if pin is not None and name == pin.file and (etag != pin.sha256 or meta.size != pin.size):
-            found = f"{etag[:16]}…" if etag else "no sha256 (no ETag)"
+            found = f"{etag[:16]}…" if etag else _no_etag(meta, self.shown_endpoint)
             size = f"{meta.size:,} B" if meta.size is not None else "size not announced"
             raise HubFetchError(
                 f"{self.repo_id}@{commit[:12]} on {self.shown_endpoint} serves other weights than the published "
@@ -607,7 +620,10 @@ def _explain(e: Exception, repo_id: str, endpoint: str, revision: str) -> HubFet
     status = getattr(getattr(e, "response", None), "status_code", None)
     page = f"https://huggingface.co/{repo_id}"
     if isinstance(e, GatedRepoError):
-        why = "no token was sent" if status == 401 else "the token sent has not been granted access"
+        from huggingface_hub import get_token
+
+        why = ("the token sent was not accepted (wrong, expired or revoked)" if get_token() else "no token was sent") \
+            if status == 401 else "the token sent has not been granted access"
         return HubFetchError(f"{repo_id} is a gated model and {endpoint} refused the download (HTTP {status}: {why}).",
                              f"open {page} logged in, accept its conditions, then run `hf auth login` (or set HF_TOKEN) "
                 f"with a read token of that account, and fetch again.")

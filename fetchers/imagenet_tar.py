@@ -30,20 +30,29 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from filelock import FileLock
 
-from fetchers.download import ProgressArg, check_free_space, resolve_progress
+from fetchers.download import ProgressArg, _note, check_free_space, resolve_progress
 from fetchers.errors import FetchError, explain
 from preflight_core.findings import Finding, human_bytes
-from preflight_core.imagenet_files import bad_synset_lines, parse_synsets
+from preflight_core.imagenet_files import MAX_IMAGE_BYTES, bad_synset_lines, parse_synsets
 from preflight_core.registry import IMAGENET_META_FILES, IMAGENET_VAL_BLURRED, IMAGENET_VAL_TAR
+from preflight_core.safe_io import open_regular, printable
 
 DEST_NAME = "imagenet_val"
 FLAT = re.compile(r"ILSVRC2012_val_(\d{8})\.JPEG")
 BLURRED = re.compile(r"val_blurred/(n\d{8})/ILSVRC2012_val_(\d{8})\.jpg")
 BLURRED_DIR = re.compile(r"val_blurred(/n\d{8})?")
 MAX_PROBLEMS = 100  # stop reading a tar that is clearly not an ImageNet val tar
+COPY_CHUNK = 1 << 20  # a member is copied in chunks of this size: memory stays bounded whatever it claims
+# A .tar.gz / .tar.xz of JPEGs barely compresses (JPEG data is already compressed): a stream that
+# expands more than this many times, past BOMB_AFTER bytes, is a decompression bomb, not a val tar.
+BOMB_RATIO = 20
+BOMB_AFTER = 64 * 2**20
+EXTRA_HEADERS = 10_000  # headers allowed beyond one per image and per class folder (pax/GNU long names …)
+NOTE_EVERY = 15.0  # s: a progress line this often on a non-terminal
 MAX_EXAMPLES = 5  # examples kept per kind of problem (the counts are kept in full)
 REDOWNLOAD = (f"download {IMAGENET_VAL_TAR.filename} ({IMAGENET_VAL_TAR.size:,} bytes, sha256 "
               f"{IMAGENET_VAL_TAR.sha256[:12]}…) or val_blurred.tar.gz again and rerun")
@@ -95,9 +104,11 @@ class _Plan:
     problems: dict[str, list[str]] = field(default_factory=dict)  # kind -> its first examples
     counts: dict[str, int] = field(default_factory=dict)  # kind -> how many (not just the examples)
     of_all: set[str] = field(default_factory=set)  # kinds counted against all the val images (for the %)
+    headers: int = 0
 
     def __post_init__(self) -> None:
         self.seen = bytearray(len(self.labels) + 1)
+        self.max_headers = len(self.labels) + len(set(self.labels)) + EXTRA_HEADERS
 
     def problem(self, kind: str, example: str) -> None:
         examples = self.problems.setdefault(kind, [])
@@ -112,13 +123,22 @@ class _Plan:
         name = ti.name
         parts = name.split("/")
         if name.startswith("/") or ".." in parts or "\\" in name:
-            raise UnsafeMember(f"refusing {self.tar}: member {name!r} has an unsafe path (absolute or '..'); "
+            raise UnsafeMember(f"refusing {self.tar}: member {printable(name)} has an unsafe path (absolute or '..'); "
                                f"it was not extracted", f"this is not an ImageNet val tar: {REDOWNLOAD}")
         if not (ti.isreg() or ti.isdir()):
             kind = ("a symlink" if ti.issym() else "a hard link" if ti.islnk()
                     else "a device, FIFO or other special file")
-            raise UnsafeMember(f"refusing {self.tar}: member {name!r} is {kind}; only regular image files are "
+            raise UnsafeMember(f"refusing {self.tar}: member {printable(name)} is {kind}; only regular image files are "
                                f"expected", f"this is not an ImageNet val tar: {REDOWNLOAD}")
+        if ti.isreg() and ti.size > MAX_IMAGE_BYTES:
+            raise UnsafeMember(f"refusing {self.tar}: member {printable(name)} claims {human_bytes(ti.size)}, more than "
+                               f"any val image can be (at most {human_bytes(MAX_IMAGE_BYTES)}); not a byte of it "
+                               f"was written", f"this is not an ImageNet val tar: {REDOWNLOAD}")
+        self.headers += 1
+        if self.headers > self.max_headers:
+            raise UnsafeMember(f"refusing {self.tar}: more than {self.max_headers:,} members (the last read: "
+                               f"{printable(name)}); a val tar has one per image and class folder",
+                               f"this is not an ImageNet val tar: {REDOWNLOAD}")
         name = "/".join(p for p in parts if p not in ("", "."))
         if ti.isdir():
             if name and not BLURRED_DIR.fullmatch(name):
@@ -212,28 +232,99 @@ def _corrupt(tar: Path, e: BaseException) -> ReorganizeError:
     return ReorganizeError(f"{tar} is truncated or corrupt ({type(e).__name__}: {e})", REDOWNLOAD)
 
 
+class _Source:
+    """The tar file as read (by the one safe-open rule); ``tell()`` is how many of its bytes were consumed."""
+
+    def __init__(self, tar: Path) -> None:
+        self.tar = tar
+        try:
+            self.file = open_regular(tar)
+        except OSError as e:
+            why = printable(e) if e.errno is None else f"{printable(str(tar))}: {e.strerror}"
+            raise ReorganizeError(f"cannot read the tar: {why}",
+                                  f"pass the path of the downloaded tar file; {REDOWNLOAD}") from None
+
+    def tell(self) -> int:
+        return self.file.tell()
+
+    def close(self) -> None:
+        self.file.close()
+
+
 def _open(tar: Path, mode: str) -> tarfile.TarFile:
+    source = _Source(tar)
     try:
-        return tarfile.open(tar, mode)  # default bufsize: a large one makes _Stream copy its buffer per read
+        tf = tarfile.open(name=str(tar), mode=mode, fileobj=source.file)  # default bufsize (see _Stream)
     except _READ_ERRORS as e:
+        source.close()
         raise _corrupt(tar, e) from e
+    tf.preflight_source = source
+    tf_close = tf.close
+
+    def close() -> None:  # the TarFile does not close a file object it was given
+        try:
+            tf_close()
+        finally:
+            source.close()
+    tf.close = close
+    return tf
 
 
 def _members(tf: tarfile.TarFile, tar: Path) -> Iterator[tarfile.TarInfo]:
-    """Iterate members without keeping them all (TarFile.members grows by one TarInfo per member)."""
+    """Iterate members without keeping them all (TarFile.members grows by one TarInfo per member).
+
+    Refuses a compressed stream that expands more than ``BOMB_RATIO`` times (a decompression bomb).
+    """
     try:
         while (ti := tf.next()) is not None:
             tf.members.clear()
+            _check_ratio(tf, ti.name)
             yield ti
     except _READ_ERRORS as e:
         raise _corrupt(tar, e) from e
 
 
-def _read(tf: tarfile.TarFile, ti: tarfile.TarInfo, tar: Path) -> bytes:
+def _expanded(tf: tarfile.TarFile) -> int | None:
+    """Bytes decompressed so far; None for an uncompressed tar (nothing to expand)."""
+    stream = tf.fileobj
+    if isinstance(stream, tarfile._Stream):  # "r|*": the pipe-like reader the reorganizer uses
+        return stream.pos if stream.comptype != "tar" else None
+    if stream is tf.preflight_source.file:
+        return None
+    return stream.tell()  # GzipFile, LZMAFile, BZ2File: the decompressed position
+
+
+def _check_ratio(tf: tarfile.TarFile, member: str) -> None:
+    source: _Source = tf.preflight_source
+    expanded, consumed = _expanded(tf), source.tell()
+    if expanded is not None and expanded > BOMB_AFTER and expanded > BOMB_RATIO * max(consumed, 1):
+        raise UnsafeMember(f"refusing {source.tar}: {human_bytes(consumed)} of it expanded to {human_bytes(expanded)} "
+                           f"(more than {BOMB_RATIO}×; JPEGs barely compress) by member {printable(member)}: a "
+                           f"decompression bomb, not a val tar; reading stopped",
+                           f"this is not an ImageNet val tar: {REDOWNLOAD}")
+
+
+def _copy(tf: tarfile.TarFile, ti: tarfile.TarInfo, out: str, tar: Path) -> None:
+    """Stream member ``ti`` into ``out``; a short or corrupt member is the tar's fault, a write error the disk's."""
+    reader = tf.extractfile(ti)
     try:
-        return tf.extractfile(ti).read()
+        _write_file(out, _Checked(reader, tf, ti.name))
     except _READ_ERRORS as e:
+        if isinstance(e, OSError) and e.filename == out:
+            raise
         raise _corrupt(tar, e) from e
+
+
+class _Checked:
+    """A member's reader that checks the decompression ratio after every chunk."""
+
+    def __init__(self, reader: BinaryIO, tf: tarfile.TarFile, name: str) -> None:
+        self.reader, self.tf, self.name = reader, tf, name
+
+    def read(self, n: int) -> bytes:
+        chunk = self.reader.read(n)
+        _check_ratio(self.tf, self.name)
+        return chunk
 
 
 def reorganize_imagenet_tar(
@@ -252,6 +343,8 @@ def reorganize_imagenet_tar(
     t0 = time.monotonic()
     tar, root = Path(tar_path), Path(data_root)
     synsets_path = Path(synsets_path or root / "imagenet_meta" / IMAGENET_META_FILES["val_synsets"].filename)
+    if tar.exists() and not tar.is_file():
+        _Source(tar).close()  # a FIFO, device or folder: refused by the safe-open rule, with what it is
     if not tar.is_file():
         raise ReorganizeError(f"{tar} does not exist",
                               f"download {IMAGENET_VAL_TAR.filename} ({human_bytes(IMAGENET_VAL_TAR.size)}) from "
@@ -288,16 +381,22 @@ def reorganize_imagenet_tar(
                 (partial / wnid).mkdir(exist_ok=True)
             bar = resolve_progress(progress)(f"reorganize {tar.name}", len(labels), "img")
             message = ""
+            next_note = time.monotonic() + NOTE_EVERY
             try:
                 with _open(tar, "r|*") as tf:
                     for ti in _members(tf, tar):
+                        if time.monotonic() >= next_note:  # the bar counts images; this line counts members too
+                            next_note = time.monotonic() + NOTE_EVERY
+                            _note(bar, f"reorganize {tar.name}: {plan.headers:,} members read, {len(listing):,} "
+                                       f"images, {human_bytes(tf.preflight_source.tell())} of "
+                                       f"{human_bytes(source['size'])}")
                         target = plan.target(ti)
                         if target is None:
                             continue
                         listing[target] = ti.size
                         out = f"{partial_s}/{target}"  # plain strings and os calls: per-file overhead dominates
                         if not (resume and _size(out) == ti.size):
-                            _write_file(out, _read(tf, ti, tar))
+                            _copy(tf, ti, out, tar)
                             written += 1
                         bar.update(1)
                 plan.finish()
@@ -384,12 +483,18 @@ def _size(path: str) -> int:
         return -1
 
 
-def _write_file(path: str, data: bytes) -> None:
+def _write_file(path: str, member: BinaryIO) -> None:
+    """Copy a tar member to ``path`` in ``COPY_CHUNK`` pieces: never the whole member in memory."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        while chunk := member.read(COPY_CHUNK):
+            view = memoryview(chunk)
+            while view:
+                try:
+                    view = view[os.write(fd, view):]
+                except OSError as e:  # the file system (disk full, …): name the file being written
+                    e.filename = e.filename or path
+                    raise
     finally:
         os.close(fd)
 
@@ -398,3 +503,94 @@ def _write_json(path: Path, obj: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=1) + "\n")
     os.replace(tmp, path)
+
+
+# --- repair: re-extract the few images of an existing tree that are missing or differ -------------------
+@dataclass(frozen=True)
+class RepairResult:
+    dest: Path
+    repaired: tuple[str, ...]  # tree-relative paths re-extracted (missing, or not the tar's bytes)
+    n_checked: int  # images of the tar compared with the tree
+    seconds: float
+
+
+def _same_bytes(path: str, member: BinaryIO, size: int) -> bool:
+    """Is ``path`` a regular file holding exactly the member's bytes (compared chunk by chunk, both streamed)?"""
+    try:
+        f = open_regular(path)
+    except OSError:
+        return False
+    with f:
+        if os.fstat(f.fileno()).st_size != size:
+            return False
+        while chunk := member.read(COPY_CHUNK):
+            if f.read(len(chunk)) != chunk:
+                return False
+    return True
+
+
+def repair_imagenet_val(tar_path: Path, data_root: Path, synsets_path: Path | None = None, *,
+                        progress: ProgressArg = "auto") -> RepairResult:
+    """Re-extract from ``tar_path`` exactly the images of ``data_root/imagenet_val`` that are missing or differ.
+
+    Two streaming passes: the first compares every member with the tree (a file that is absent, not a
+    regular file, or not byte-for-byte the member is damaged); the second writes just those members into
+    ``.imagenet_val.repair/``, checks each has its member's size, and renames each onto its place. The tar
+    must be a complete val tar (as for a reorganize); nothing else in the tree is touched.
+    """
+    t0 = time.monotonic()
+    tar, root = Path(tar_path), Path(data_root)
+    synsets_path = Path(synsets_path or root / "imagenet_meta" / IMAGENET_META_FILES["val_synsets"].filename)
+    dest, staging = root / DEST_NAME, root / f".{DEST_NAME}.repair"
+    if not dest.is_dir():
+        raise ReorganizeError(f"{dest} does not exist: there is no tree to repair",
+                              f"python -m fetchers --reorganize-imagenet {tar} --data-root={root} (without --repair)")
+    if not synsets_path.is_file():
+        raise ReorganizeError(f"{synsets_path} is missing; it labels the val images",
+                              f"python -m fetchers --imagenet-map --data-root={root}")
+    labels = read_synsets(synsets_path)
+    with FileLock(str(root / f".{DEST_NAME}.lock")):
+        plan, damaged, n_checked = _Plan(tar, labels), set(), 0
+        bar = resolve_progress(progress)(f"compare {DEST_NAME} with {tar.name}", len(labels), "img")
+        try:
+            with _open(tar, "r|*") as tf:
+                for ti in _members(tf, tar):
+                    target = plan.target(ti)
+                    if target is None:
+                        continue
+                    n_checked += 1
+                    try:
+                        same = _same_bytes(str(dest / target), _Checked(tf.extractfile(ti), tf, ti.name), ti.size)
+                    except _READ_ERRORS as e:
+                        raise _corrupt(tar, e) from e
+                    if not same:
+                        damaged.add(ti.name)
+                    bar.update(1)
+            plan.finish()
+        finally:
+            bar.close("")
+        repaired: list[str] = []
+        if damaged:
+            if staging.exists():
+                shutil.rmtree(staging)  # ours, by name: what an interrupted repair left
+            staging.mkdir()
+            check_free_space(root, len(damaged) * MAX_IMAGE_BYTES // 64, f"{len(damaged)} images from {tar.name}")
+            staged: list[tuple[Path, Path, int]] = []
+            plan = _Plan(tar, labels)
+            with _open(tar, "r|*") as tf:
+                for ti in _members(tf, tar):
+                    target = plan.target(ti)
+                    if target is None or ti.name not in damaged:
+                        continue
+                    out = staging / target.replace("/", "__")
+                    _copy(tf, ti, str(out), tar)
+                    if out.stat().st_size != ti.size:
+                        raise ReorganizeError(f"{printable(ti.name)} came out of {tar} as {out.stat().st_size:,} "
+                                              f"bytes, not {ti.size:,}; nothing was replaced", REDOWNLOAD)
+                    staged.append((out, dest / target, ti.size))
+            for out, final, _ in staged:  # all verified: now each one replaces its damaged file, atomically
+                final.parent.mkdir(exist_ok=True)
+                os.replace(out, final)
+                repaired.append(final.relative_to(dest).as_posix())
+            shutil.rmtree(staging, ignore_errors=True)
+        return RepairResult(dest, tuple(sorted(repaired)), n_checked, time.monotonic() - t0)

@@ -12,7 +12,8 @@ put in a message. Errors are raised ``from None``: kagglehub's exceptions carry 
 hold the credentials.
 
 ``PREFLIGHT_KAGGLE_ENDPOINT`` (or ``endpoint=``) sends the API calls to another server (air-gapped mirror,
-tests): kagglesdk 0.1.38 has no such setting (``KAGGLE_API_ENVIRONMENT`` only picks fixed hosts, and its
+tests); without it, ``PREFLIGHT_MIRROR`` sends them to ``$PREFLIGHT_MIRROR/api.kaggle.com``, so one variable
+covers every download of an air-gapped site: kagglesdk 0.1.38 has no such setting (``KAGGLE_API_ENVIRONMENT`` only picks fixed hosts, and its
 TEST value makes kagglesdk print request headers, credentials included), so the PROD entry of kagglesdk's
 endpoint table is swapped for the duration of the call.
 """
@@ -32,7 +33,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from fetchers.download import DownloadError, ExistingFileDiffers, FetchResult
+from fetchers.download import MIRROR_ENV, DownloadError, ExistingFileDiffers, FetchResult, mirrored
 from fetchers.errors import fetch_command
 from preflight_core.registry import COCO_KAGGLE_HANDLE, COCO_KAGGLE_PATH
 
@@ -95,7 +96,7 @@ def fetch_coco_kaggle(data_root: Path, handle: str = COCO_KAGGLE_HANDLE, path: s
             _make_link(link, Path(cached))
             return FetchResult(link, 0, time.monotonic() - t0, None, True)
         before = _sizes(expected) if expected else {}
-        out = Path(_download(handle, path, url, source, endpoint or os.environ.get(ENDPOINT_ENV), command))
+        out = Path(_download(handle, path, url, source, endpoint or api_endpoint(), command))
         marker = Path(cache._get_completion_marker_filepath(h, path)) if h.is_versioned() else None
         _check_download(out, handle, path, marker, "kagglehub returned", command)
         _check_link_slot(link, out, command)
@@ -167,6 +168,17 @@ def _no_credentials() -> tuple[str, str]:
 
 
 # --- the download ------------------------------------------------------------------------------
+KAGGLE_API = "https://api.kaggle.com"  # kagglesdk's PROD endpoint
+
+
+def api_endpoint() -> str | None:
+    """Where the Kaggle API calls go: ``$PREFLIGHT_KAGGLE_ENDPOINT``, else ``$PREFLIGHT_MIRROR/api.kaggle.com``
+    (the mirror layout of every other download), else Kaggle itself (None)."""
+    explicit = os.environ.get(ENDPOINT_ENV, "").strip()
+    if explicit:
+        return explicit
+    return mirrored(KAGGLE_API) if os.environ.get(MIRROR_ENV, "").strip() else None
+
 @contextmanager
 def _api_endpoint(endpoint: str | None) -> Iterator[None]:
     if not endpoint:

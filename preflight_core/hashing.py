@@ -1,9 +1,16 @@
-"""Digests: sha256 of a file, and the git blob sha1 the Hub uses as the etag of a non-LFS file."""
+"""Digests: sha256 of a file, and the git blob sha1 the Hub uses as the etag of a non-LFS file.
+
+Files are opened by the one safe-open rule (``preflight_core.safe_io.open_regular``): a FIFO, socket or
+device raises ``NotARegularFile`` naming it, at once, instead of blocking or reading forever.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
+
+from preflight_core.safe_io import open_regular
 
 
 def _git_blob_hash(size: int):
@@ -13,8 +20,8 @@ def _git_blob_hash(size: int):
 
 def git_blob_sha1(path: Path) -> str:
     """The git object id of a file: what the Hub uses as the etag of a non-LFS file."""
-    h = _git_blob_hash(path.stat().st_size)
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
+        h = _git_blob_hash(os.fstat(f.fileno()).st_size)
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -28,7 +35,7 @@ def git_blob_sha1_bytes(data: bytes) -> str:
 
 
 def sha256_file(path: Path) -> str:
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from preflight_core.findings import Finding, Fix, human_bytes
 from preflight_core.registry import ASSETS, ModelFacts
+from preflight_core.safe_io import open_regular, read_regular
 
 _JSON_PARSE_LIMIT = 4 << 20  # bigger JSON files (gemma's tokenizer.json: 34 MB) only get a truncation check
 _SAFETENSORS_DTYPE_BYTES = {
@@ -164,7 +165,7 @@ def safetensors_problem(path: Path) -> str | None:
     size = path.stat().st_size
     if size < 8:
         return f"{size} bytes, too short for a safetensors header: truncated download"
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         (n,) = struct.unpack("<Q", f.read(8))
         if n == 0 or 8 + n > size:
             return f"header length {n:,} does not fit in the file's {size:,} bytes: truncated or not safetensors"
@@ -211,18 +212,18 @@ def file_problem(path: Path) -> str | None:
     if name.endswith(".json"):
         if size <= _JSON_PARSE_LIMIT:
             try:
-                json.loads(path.read_bytes())
+                json.loads(read_regular(path, _JSON_PARSE_LIMIT))
             except ValueError as e:
                 return f"not valid JSON ({e}): truncated or corrupt"
         else:
-            with open(path, "rb") as f:
+            with open_regular(path) as f:
                 head = f.read(64).lstrip()
                 f.seek(-64, os.SEEK_END)
                 tail = f.read().rstrip()
             if not (head.startswith(b"{") and tail.endswith(b"}")):
                 return "does not end with '}': truncated JSON"
     if name.endswith(".bin"):
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             magic = f.read(2)
         # torch.save writes a zip; a zip whose central directory is gone was cut short. (Legacy
         # pickle checkpoints do not start with PK and are left to the loader.)

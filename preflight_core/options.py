@@ -40,6 +40,9 @@ def _device(raw: str) -> str:
     raise OptionError("expected cuda, cuda:N or cpu")
 
 
+MAX_STALL_SECONDS = 3600.0
+
+
 def _positive_seconds(raw: str) -> float:
     try:
         value = float(raw.strip())
@@ -47,6 +50,8 @@ def _positive_seconds(raw: str) -> float:
         value = float("nan")
     if not math.isfinite(value) or value <= 0:
         raise OptionError("expected a positive number of seconds, e.g. 60")
+    if value > MAX_STALL_SECONDS:  # a larger limit would let a dead connection hold the fetch for hours
+        raise OptionError(f"expected at most {MAX_STALL_SECONDS:g} seconds (1 hour), e.g. 60")
     return value
 
 

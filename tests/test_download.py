@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -117,6 +119,30 @@ def test_recheck_under_lock_sees_the_file_another_process_finished(served, tmp_p
     assert gets(server, path) == []
 
 
+def test_a_lock_wait_says_who_holds_it_and_keeps_waiting(served, tmp_path: Path, payload: bytes, capsys) -> None:
+    """Issue 15.6: the waiter prints the holder (pid, host, since when, from the lock's side file), then waits."""
+    from fetchers.download import acquire_lock, line_progress, release_lock
+
+    server, remote, path = served
+    results: list[FetchResult] = []
+    holder = acquire_lock(tmp_path / ".blob.bin.lock", str(tmp_path / "blob.bin"))
+    assert (tmp_path / ".blob.bin.lock.owner").is_file()
+    worker = threading.Thread(target=lambda: results.append(
+        fetch_file(remote, tmp_path, **(FAST | {"progress": line_progress}))))
+    worker.start()
+    time.sleep(1.5)
+    assert not results
+    (tmp_path / "blob.bin").write_bytes(payload)
+    release_lock(holder)
+    worker.join(10)
+    assert results and results[0].already_present
+    err = capsys.readouterr().err
+    assert f"another fetch holds {tmp_path / '.blob.bin.lock'} (pid {os.getpid()} on {socket.gethostname()}, since " \
+        in err, err
+    assert "the other fetch finished after" in err
+    assert not (tmp_path / ".blob.bin.lock.owner").exists()
+
+
 def test_threads_racing_download_exactly_once(served, tmp_path: Path) -> None:
     server, remote, path = served
     server.fault(path, delay=0.01)  # slow enough that the racers overlap
@@ -174,10 +200,22 @@ def test_killed_download_leaves_nothing_under_the_final_name(served, tmp_path: P
     assert not (tmp_path / "blob.bin").exists()
     assert [p for p in leftovers(tmp_path) if p.endswith(".part")]  # the killed run's temp file
 
+    kept = max(p.stat().st_size for p in tmp_path.glob(".blob.bin.*.part"))
     server.reset()
-    result = fetch_file(remote, tmp_path, **FAST)  # the rerun completes and removes the stale temp file
+    result = fetch_file(remote, tmp_path, **FAST)  # the rerun resumes the killed run's temp file (issue 17.9)
     assert not result.already_present and (tmp_path / "blob.bin").read_bytes() == payload
     assert leftovers(tmp_path) == ["blob.bin"]
+    assert [r.range for r in gets(server, path)] == [f"bytes={kept}-"]
+    assert result.bytes_downloaded == len(payload) - kept
+
+
+def test_a_killed_runs_temp_file_that_is_not_a_prefix_is_not_taken(served, tmp_path: Path, payload: bytes) -> None:
+    server, remote, path = served
+    (tmp_path / ".blob.bin.0123456789ab.part").write_bytes(b"\0" * 300_000)  # the right length, wrong bytes
+    result = fetch_file(remote, tmp_path, **FAST)
+    assert (tmp_path / "blob.bin").read_bytes() == payload and leftovers(tmp_path) == ["blob.bin"]
+    assert [r.range for r in gets(server, path)] == ["bytes=300000-", None]  # resumed, caught, restarted
+    assert result.bytes_downloaded == len(payload) - 300_000 + len(payload)  # the wire bytes of both attempts
 
 
 def test_failed_download_leaves_no_file(served, tmp_path: Path, payload: bytes) -> None:
@@ -676,20 +714,20 @@ def _closed_port() -> int:
 SOUP = ("Max retries exceeded", "HTTPConnectionPool", "Caused by", "urllib3", "object at 0x", "Errno", "see above")
 
 
-def test_connection_refused_is_one_clean_message(monkeypatch, tmp_path: Path, capsys) -> None:
+def test_connection_refused_is_one_clean_message_without_retries(monkeypatch, tmp_path: Path, capsys) -> None:
+    """Issue 15.6: a refused connection is not retried (it was 5 attempts per URL, ~30 s a file): one line, at once."""
     monkeypatch.setenv("PREFLIGHT_MIRROR", f"http://127.0.0.1:{_closed_port()}")
+    remote = pinned(b"x" * 35_363, "https://a.example.org/blob.bin", "https://b.example.org/blob.bin")
     with pytest.raises(DownloadError) as err:
-        fetch_file(pinned(b"x" * 35_363), tmp_path, attempts=3, backoff=0.001, progress="auto")
+        fetch_file(remote, tmp_path, progress="auto")  # the default attempts and backoff
     msg = str(err.value)
     assert not [s for s in SOUP if s in msg], msg
-    assert "\n" not in msg and msg.count("Fix:") == 1 and msg.count("connection refused") == 1
-    assert msg.startswith("could not download blob.bin (34.5 KiB) from http://127.0.0.1:")
-    assert "gave up after 3 attempts in a row without progress (0 B of 34.5 KiB received)" in msg
-    assert err.value.fix.startswith("check the network or proxy")
+    assert "\n" not in msg and msg.count("Fix:") == 1 and msg.count("connection refused") == 2, msg
+    assert msg.startswith("could not download blob.bin (34.5 KiB) from any of its 2 URLs: http://127.0.0.1:")
+    assert "attempts" not in msg
+    assert err.value.fix.startswith("check the network, proxy (HTTPS_PROXY) and DNS")
     err_text = capsys.readouterr().err
-    lines = retry_lines(err_text)
-    assert len(lines) == 2 and err_text.count("\n") == 2, err_text
-    assert not [s for s in SOUP if s in err_text] and "blob.bin: connection refused" in lines[0]
+    assert not retry_lines(err_text) and "trying the next URL" not in err_text, err_text
 
 
 def test_failure_on_every_mirror_is_one_message_naming_each(http_mirror, tmp_path: Path, payload: bytes) -> None:
@@ -732,3 +770,42 @@ def test_terminal_progress_bar_shows_iec_units(capsys) -> None:
     err = capsys.readouterr().err
     assert "34.5 KiB of 34.5 KiB" in err and "iB/s" in err and "a retry line\n" in err
     assert not [u for u in (" MB", " kB", "0.0 MB", "MB/s") if u in err], err
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path: Path):
+    """A 512 KiB tmpfs (root only): a disk that really fills up mid-download."""
+    folder = tmp_path / "small disk"
+    folder.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(folder)],
+                                           capture_output=True).returncode:
+        pytest.skip("mounting a small tmpfs needs root")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_disk_full_mid_download_names_the_folder_in_the_fix(served, tiny_filesystem: Path) -> None:
+    """Issue 17.8: the fix read `df -h ` with an empty path; it names the folder being written, quoted."""
+    server, remote, path = served  # 1 MB onto a 512 KiB disk, past the free-space check (as if it filled meanwhile)
+    dest = tiny_filesystem / "meta"
+    with pytest.raises(DownloadError) as err:
+        fetch_file(remote, dest, required_bytes=0, **FAST)
+    assert "no space left on the device" in err.value.message and str(dest) in err.value.message, err.value.message
+    assert f"`df -h '{dest}'`" in err.value.fix, err.value.fix
+    assert not [p for p in dest.iterdir() if p.name.endswith(".part")]  # the temp file is gone
+
+
+def test_an_immutable_folder_names_the_folder_for_lsattr(served, tmp_path: Path) -> None:
+    """Issue 17.9: the fix said `lsattr -d` on the lock file, which does not exist; it names the folder."""
+    server, remote, path = served
+    folder = tmp_path / "meta"
+    folder.mkdir()
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode:
+        pytest.skip("chattr +i is not supported here")
+    try:
+        with pytest.raises(DownloadError) as err:
+            fetch_file(remote, folder, **FAST)
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+    assert f"`lsattr -d {folder}`" in err.value.fix, err.value.fix
+    assert ".lock`" not in err.value.fix

@@ -527,9 +527,13 @@ def test_missing_repo_names_the_repo_and_the_fix(hub: FakeHub) -> None:
     assert SIGLIP.repo_id in message and "not found" in message and "preflight_core/registry.py" in message
 
 
-@pytest.mark.parametrize("token, status", [(None, 401), ("hf_not_granted_1234", 403)])
+@pytest.mark.parametrize("token, status, why", [
+    (None, 401, "no token was sent"),
+    ("hf_expired_5678", 401, "the token sent was not accepted"),  # issue 17.9: it said "no token was sent"
+    ("hf_not_granted_1234", 403, "has not been granted access"),
+])
 def test_gated_repo_explains_how_to_get_access(hub: FakeHub, monkeypatch: pytest.MonkeyPatch,
-                                               token: str | None, status: int) -> None:
+                                               token: str | None, status: int, why: str) -> None:
     facts = pinned(SIGLIP, hub.add_repo(SIGLIP.repo_id, siglip_repo()))
     hub.gate(SIGLIP.repo_id, {SECRET})
     if token:
@@ -538,6 +542,7 @@ def test_gated_repo_explains_how_to_get_access(hub: FakeHub, monkeypatch: pytest
         fetch_hf_model(facts)
     message = str(e.value)
     assert f"HTTP {status}" in message and "gated" in message and "accept its conditions" in message
+    assert why in message, message
     assert "HF_TOKEN" in message and (token is None or token not in "".join(traceback.format_exception(e.value)))
     assert not hub.downloads(SIGLIP.repo_id, "model.safetensors")
 
@@ -635,3 +640,15 @@ def test_the_loopback_guard_refuses_other_hosts() -> None:
     with loopback_only() as refused, pytest.raises(requests.ConnectionError):
         requests.get("https://huggingface.co/api/models/x", timeout=1)
     assert refused == ["resolve huggingface.co"]
+
+
+def test_a_redirect_to_another_host_is_reported_as_one_without_credentials(hub: FakeHub) -> None:
+    """Issue 17.9: a 302 to another host read as "found no sha256 (no ETag)"; it says where it was sent."""
+    facts = pinned(SIGLIP, hub.add_repo(SIGLIP.repo_id, siglip_repo()))
+    hub.redirects[(SIGLIP.repo_id, "model.safetensors")] = \
+        "http://mirror-user:s3cret@elsewhere.example/weights/model.safetensors?X-Amz-Signature=abcdef"
+    with pytest.raises(HubFetchError) as e:
+        fetch_hf_model(facts)
+    message = str(e.value)
+    assert "redirected to http://elsewhere.example/weights/model.safetensors" in message, message
+    assert "s3cret" not in message and "abcdef" not in message and "mirror-user" not in message

@@ -221,3 +221,14 @@ def test_an_empty_cached_folder_is_not_linked(kaggle: FakeKaggle, tmp_path: Path
     with pytest.raises(KaggleFetchError, match="kagglehub's cache holds an empty folder"):
         fetch_coco_kaggle(tmp_path / "data")
     assert not (tmp_path / "data" / "coco_val2017").is_symlink()
+
+
+def test_one_mirror_variable_covers_kaggle_too(kaggle: FakeKaggle, tmp_path: Path, monkeypatch) -> None:
+    """Issue 15.6: an air-gapped site sets PREFLIGHT_MIRROR alone; the Kaggle API goes to $MIRROR/api.kaggle.com."""
+    monkeypatch.delenv("PREFLIGHT_KAGGLE_ENDPOINT")
+    monkeypatch.setenv("PREFLIGHT_MIRROR", kaggle.url)
+    kaggle.add_user(USER, SECRET)
+    kaggle_json()
+    result = fetch_coco_kaggle(tmp_path / "data" / "raw")
+    assert result.path.is_symlink() and not result.already_present
+    assert kaggle.api_calls()  # reached only through the mirror: PREFLIGHT_KAGGLE_ENDPOINT is unset

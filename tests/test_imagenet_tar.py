@@ -132,7 +132,7 @@ def test_unsafe_members_are_refused(tmp_path, root, synsets, bad, words) -> None
     tar = write_val_tar(tmp_path / "v.tar", LABELS, extra=[bad])
     with pytest.raises(UnsafeMember, match=words) as err:
         reorganize_imagenet_tar(tar, root, synsets, **QUIET)
-    assert repr(bad[0].name) in str(err.value) and str(tar) in str(err.value)
+    assert bad[0].name in str(err.value) and str(tar) in str(err.value)
     assert not (root / "imagenet_val").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ILSVRC2012_val_synsets.txt", "data_root", "v.tar"]
     assert not Path("/etc/ILSVRC2012_val_00000001.JPEG").exists()
@@ -405,3 +405,68 @@ def test_full_scale_50000_members_with_the_real_synsets(tmp_path, reference_imag
     for image_id, wnid in SPOT_LABELS.items():
         assert (dest / wnid / f"ILSVRC2012_val_{image_id:08d}.JPEG").is_file()
     # speed is bench/bench_reorganize.py's business, not a timed assertion here
+
+
+# --- hostile tars: bounded memory, bounded work, the member named (issue 17.2) ---------------
+def cli_reorganize(tar: Path, root: Path, synsets: Path, memory_limit: int | None = None) -> subprocess.CompletedProcess:
+    """``python -m fetchers --reorganize-imagenet TAR`` in a fresh process, under an address-space limit."""
+    meta = root / "imagenet_meta"
+    meta.mkdir(parents=True, exist_ok=True)
+    (meta / "ILSVRC2012_val_synsets.txt").write_bytes(synsets.read_bytes())
+
+    def limit() -> None:
+        if memory_limit:
+            import resource
+            resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLIGHT_")} | {"PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "fetchers", "--reorganize-imagenet", str(tar), f"--data-root={root}"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120, preexec_fn=limit)
+
+
+def sparse_tar_with_a_huge_member(path: Path, name: str, size: int) -> Path:
+    """A tar whose member claims ``size`` bytes: a 512-byte header, then a hole (about 300 KB on disk)."""
+    ti = tarfile.TarInfo(name)
+    ti.size, ti.mode = size, 0o644
+    with open(path, "wb") as f:
+        f.write(ti.tobuf(tarfile.GNU_FORMAT))
+        f.truncate(512 + -(-size // 512) * 512 + 1024)  # zeros: the data, then the end-of-archive blocks
+    return path
+
+
+def test_a_member_larger_than_any_val_image_is_refused_by_name_with_bounded_memory(tmp_path, root, synsets) -> None:
+    tar = sparse_tar_with_a_huge_member(tmp_path / "v.tar", "ILSVRC2012_val_00000002.JPEG", 5 * 2**30)
+    proc = cli_reorganize(tar, root, synsets, memory_limit=3 * 2**30)
+    assert proc.returncode == 1, proc.stderr
+    assert "member ILSVRC2012_val_00000002.JPEG claims 5.0 GiB, more than any val image can be" in proc.stderr, \
+        proc.stderr
+    assert "MemoryError" not in proc.stderr and "Traceback" not in proc.stderr
+    assert not list(root.rglob("ILSVRC2012_val_00000002.JPEG"))  # not a byte was written
+
+
+def test_a_decompression_bomb_is_refused_by_name(tmp_path, root, synsets) -> None:
+    zeros = b"\0" * (40 * 2**20)  # two 40 MiB members of zeros: under the per-image bound, 1000× compressible
+    tar = write_val_tar(tmp_path / "v.tar.gz", LABELS, ids=[1, 2], body=zeros, seed=None, compression="gz")
+    assert tar.stat().st_size < 1 << 20
+    proc = cli_reorganize(tar, root, synsets, memory_limit=3 * 2**30)
+    assert proc.returncode == 1, proc.stderr
+    assert "a decompression bomb" in proc.stderr and "ILSVRC2012_val_00000002.JPEG" in proc.stderr, proc.stderr
+    assert "the partial tree" in proc.stderr and ".imagenet_val.partial" in proc.stderr  # member 1 was written
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_flood_of_headers_is_bounded(tmp_path, root, synsets) -> None:
+    folder = tarfile.TarInfo("val_blurred")
+    folder.type = tarfile.DIRTYPE
+    tar = write_val_tar(tmp_path / "v.tar.gz", LABELS, ids=[], compression="gz", extra=[(folder, None)] * 20_000)
+    proc = cli_reorganize(tar, root, synsets)
+    assert proc.returncode == 1, proc.stderr
+    assert "more than 10,016 members (the last read: val_blurred)" in proc.stderr, proc.stderr
+
+
+def test_a_fifo_given_as_the_tar_is_refused_at_once_by_name(tmp_path, root, synsets) -> None:
+    fifo = tmp_path / "ILSVRC2012_img_val.tar"
+    os.mkfifo(fifo)  # no writer: opening it for reading the usual way would block forever
+    with pytest.raises(ReorganizeError) as err:
+        reorganize_imagenet_tar(fifo, root, synsets, **QUIET)
+    assert f"{fifo} is a FIFO (named pipe), not a regular file" in str(err.value), str(err.value)

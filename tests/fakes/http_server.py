@@ -52,6 +52,7 @@ class Fault:
     wrong_size: int | None = None  # serve a body of this length (truncated or padded), honestly labelled
     status: int | None = None  # answer this status (404, 403, 503, ...) instead of the file
     status_times: int | None = None
+    reason: str | None = None  # the reason phrase of the forced status (default: the standard one)
     retry_after: str | None = None  # a Retry-After header (seconds or an HTTP date) on the forced status
     drip_after: int | None = None  # after this many body bytes, send one byte per drip_interval (a stalling server)
     drip_interval: float = 0.2
@@ -169,9 +170,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.owner.log.append(LoggedRequest(self.command, self._path, self.headers.get("Range"), status))
 
     def _simple(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8", head: bool = False,
-                extra: dict[str, str] | None = None) -> None:
+                extra: dict[str, str] | None = None, reason: str | None = None) -> None:
         self._record(status)
-        send_simple(self, status, body, content_type, extra, head)
+        send_simple(self, status, body, content_type, extra, head, reason)
 
     def _serve(self, head: bool) -> None:
         self._path = unquote(urlsplit(self.path).path)
@@ -190,7 +191,8 @@ class _Handler(BaseHTTPRequestHandler):
         if forced_status:
             phrase = HTTPStatus(forced_status).phrase
             extra = {"Retry-After": fault.retry_after} if fault.retry_after is not None else None
-            return self._simple(forced_status, f"{forced_status} {phrase}\n".encode(), head=head, extra=extra)
+            return self._simple(forced_status, f"{forced_status} {fault.reason or phrase}\n".encode(), head=head,
+                                extra=extra, reason=fault.reason)
         if content is None:
             return self._simple(404, b"404 Not Found\n", head=head)
         if fault and fault.html:

@@ -114,6 +114,7 @@ class FakeHub(Listeners):
         self.log: list[HubRequest] = []
         self._drops: dict[tuple[str, str], int] = {}
         self._corrupt: set[tuple[str, str]] = set()
+        self.redirects: dict[tuple[str, str], str] = {}  # (repo, file) -> a Location on another host, no ETag
         self._lock = threading.Lock()
         self._servers = {}
         for repo_id, folder in (repos or {}).items():
@@ -326,12 +327,14 @@ class _Handler(BaseHTTPRequestHandler):
         if repo.gated_tokens is not None:
             auth = self.headers.get("authorization", "")
             token = auth[7:] if auth.lower().startswith("bearer ") else ""
-            if not token:
+            if not token or token.startswith("hf_expired"):  # none, or one the Hub no longer accepts
                 return self._error(401, "GatedRepo", f"Access to model {repo.repo_id} is restricted. You must have "
                                    "access to it and be authenticated to access it. Please log in.", head, commit)
             if token not in repo.gated_tokens:
                 return self._error(403, "GatedRepo", f"Access to model {repo.repo_id} is restricted and you are "
                                    "not in the authorized list.", head, commit)
+        if (away := self.hub.redirects.get((repo.repo_id, m["file"]))) is not None:
+            return self._send(302, b"", {**commit, "Location": away}, head)
         f = files.get(m["file"])
         if f is None:
             return self._error(404, "EntryNotFound", f"{m['file']} does not exist on \"{m['rev']}\"", head, commit)

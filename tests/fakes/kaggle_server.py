@@ -184,7 +184,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- API ----------------------------------------------------------------------------------
     def do_POST(self) -> None:
-        self._path = unquote(urlsplit(self.path).path)
+        # also reachable as a PREFLIGHT_MIRROR would lay it out: /api.kaggle.com/v1/...
+        self._path = unquote(urlsplit(self.path).path).removeprefix("/api.kaggle.com")
         length = int(self.headers.get("Content-Length") or 0)
         try:
             request = json.loads(self.rfile.read(length) or b"{}")

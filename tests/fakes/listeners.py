@@ -51,9 +51,9 @@ class Listeners:
 
 
 def send_simple(handler: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str,
-                headers: dict[str, str] | None = None, head: bool = False) -> None:
-    """Status line, Content-Type, Content-Length, ``headers``, then ``body`` unless it answers a HEAD."""
-    handler.send_response(status)
+                headers: dict[str, str] | None = None, head: bool = False, reason: str | None = None) -> None:
+    """Status line (with ``reason`` as its phrase), Content-Type, Content-Length, ``headers``, then ``body``."""
+    handler.send_response(status, reason)
     handler.send_header("Content-Type", content_type)
     handler.send_header("Content-Length", str(len(body)))
     for k, v in (headers or {}).items():
