@@ -45,7 +45,7 @@ from preflight_core.registry import (
 )
 
 if TYPE_CHECKING:
-    from checks.deep import VerifyCache
+    from preflight_core.verify_cache import VerifyCache
 
 # --------------------------------------------------------------------------- metadata
 

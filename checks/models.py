@@ -41,7 +41,7 @@ def blob_findings(snapshot: Path, files: Iterable[str | tuple[str, ...]], cache:
     their content (path, size, mtime_ns, inode, ctime_ns), so an unchanged cache re-verifies without
     reading a byte and a changed blob is never vouched for. Absent files are ``cache_report``'s business.
     """
-    from checks.deep import VerifyCache
+    from preflight_core.verify_cache import VerifyCache
 
     snapshot = Path(snapshot)
     repo_id = snapshot.parent.parent.name.removeprefix("models--").replace("--", "/", 1)

@@ -12,7 +12,7 @@ and folders that cannot be listed become entries with a ``problem``; the checks 
 failing findings that name the file. Names are shown with :func:`shown`, which makes newlines and
 undecodable bytes (``surrogateescape``) readable instead of crashing the terminal.
 
-With a cache (``checks.deep.VerifyCache``), a file whose identity (size, mtime_ns, inode,
+With a cache (``preflight_core.verify_cache.VerifyCache``), a file whose identity (size, mtime_ns, inode,
 ctime_ns) is unchanged since an earlier scan is not opened at all: a re-run costs a directory
 listing plus one ``stat`` per file.
 """
@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from preflight_core.findings import human_bytes as iec  # noqa: F401  (IEC units, one implementation; re-exported)
+from preflight_core.findings import shown  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
-    from checks.deep import VerifyCache
+    from preflight_core.verify_cache import VerifyCache
 
 JPEG_SIGNATURE = b"\xff\xd8\xff"
 JPEG_END = b"\xff\xd9"
@@ -56,14 +57,6 @@ def is_harmless(name: str) -> bool:
     return name in HARMLESS_NAMES or name.startswith("._")
 
 
-def shown(name: str) -> str:
-    """``name`` fit for a terminal: undecodable bytes as ``\\xff``, newlines and tabs as ``\\n``, ``\\t``."""
-    if name.isprintable():
-        return name
-    text = os.fsencode(name).decode("utf-8", "backslashreplace")
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
-
-
 class FileEntry(NamedTuple):
     rel: str  # path relative to the scanned root, with "/" separators
     name: str
@@ -76,10 +69,6 @@ class FileEntry(NamedTuple):
     problem: str = ""  # why it cannot be read as an image ("a FIFO, not a regular file", …); "" = fine
 
     @property
-    def folder(self) -> str:
-        return self.rel.rpartition("/")[0]
-
-    @property
     def shown(self) -> str:
         return shown(self.rel)
 
@@ -87,10 +76,6 @@ class FileEntry(NamedTuple):
     def identity(self) -> tuple[int, int, int, int]:
         """What changes when the content can have changed: size, mtime, inode, ctime (set by the kernel)."""
         return (self.size, self.mtime_ns, self.ino, self.ctime_ns)
-
-    @property
-    def readable(self) -> bool:
-        return not self.problem
 
 
 @dataclass

@@ -141,7 +141,7 @@ class Checkup:
 
     @cached_property
     def verify_cache(self):
-        from checks.deep import VerifyCache, default_cache_path
+        from preflight_core.verify_cache import VerifyCache, default_cache_path
 
         return VerifyCache(self.tiny_root / "verified" if self.tiny_root else default_cache_path())
 

@@ -6,6 +6,7 @@ Every failure message has one shape: what is wrong — count and % — first exa
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -99,3 +100,11 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GiB"
+
+
+def shown(name: str) -> str:
+    """``name`` fit for a terminal: undecodable bytes as ``\\xff``, newlines and tabs as ``\\n``, ``\\t``."""
+    if name.isprintable():
+        return name
+    text = os.fsencode(name).decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)

@@ -685,7 +685,7 @@ def test_connection_refused_is_one_clean_message(monkeypatch, tmp_path: Path, ca
     assert "\n" not in msg and msg.count("Fix:") == 1 and msg.count("connection refused") == 1
     assert msg.startswith("could not download blob.bin (34.5 KiB) from http://127.0.0.1:")
     assert "gave up after 3 attempts in a row without progress (0 B of 34.5 KiB received)" in msg
-    assert err.value.fix.startswith("check the network or proxy")
+    assert err.value.fix.text.startswith("check the network or proxy")
     err_text = capsys.readouterr().err
     lines = retry_lines(err_text)
     assert len(lines) == 2 and err_text.count("\n") == 2, err_text
@@ -702,7 +702,7 @@ def test_failure_on_every_mirror_is_one_message_naming_each(http_mirror, tmp_pat
     assert "\n" not in msg and msg.count("Fix:") == 1
     assert "from any of its 2 URLs" in msg and "a.example.org/blob.bin: HTTP 404" in msg
     assert "b.example.org/blob.bin: HTTP 403" in msg
-    assert "find its new URL" in err.value.fix and "by hand (logged in)" in err.value.fix
+    assert "find its new URL" in err.value.fix.text and "by hand (logged in)" in err.value.fix.text
 
 
 def test_messages_use_iec_units(served, tmp_path: Path) -> None:
