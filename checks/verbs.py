@@ -14,10 +14,10 @@ import pytest
 
 from checks.session import Checkup
 from preflight_core.findings import Finding, Fix, Status, human_bytes
-from preflight_core.presence import asset_state
+from preflight_core.presence import AssetState, asset_state
 from preflight_core.registry import Asset
 
-OUTCOME_KEY = "preflight_outcome"  # {"status", "problem", "fix", "fix_commands"}
+OUTCOME_KEY = "preflight_outcome"  # {"status", "problem", "fix", "fix_commands", "unexpected"}
 ASSET_KEY = "preflight_asset"
 REQUIRED_KEY = "preflight_required"
 WARNING_KEY = "preflight_warning"
@@ -26,9 +26,11 @@ SIZE_KEY = "preflight_size"
 FIELD_KEY = "preflight_field"
 
 
-def outcome(status: Status, problem: str, fix: Fix | str = "") -> dict:
+def outcome(status: Status, problem: str, fix: Fix | str = "", unexpected: bool = False) -> dict:
+    """A check's result as data. ``unexpected``: an exception no check classified (``could_not_check``)."""
     fix = fix if isinstance(fix, Fix) else Fix(fix)
-    return {"status": str(status), "problem": problem, "fix": fix.text, "fix_commands": list(fix.commands)}
+    return {"status": str(status), "problem": problem, "fix": fix.text, "fix_commands": list(fix.commands),
+            "unexpected": unexpected}
 
 
 class CheckFailed(pytest.fail.Exception):
@@ -61,7 +63,8 @@ def could_not_check(exc: BaseException, where: Path | str | None) -> dict:
     filename = getattr(exc, "filename", None)
     read = f" while reading {filename}" if filename else (f" while checking {where}" if where else "")
     return outcome(Status.NOT_CHECKED, f"could not check: {type(exc).__name__}: {text}{read}",
-                   "this is a bug in preflight or an unreadable file: rerun with --tb=short to see where")
+                   "this is a bug in preflight or an unreadable file: rerun with --tb=short to see where",
+                   unexpected=True)
 
 
 def for_assets(*names: str) -> list:
@@ -100,8 +103,8 @@ class AssetCheck:
     def fix(self) -> Fix:
         return self.checkup.fix(self.spec)
 
-    def state(self) -> tuple[str, str]:
-        """("present" | "absent" | "broken", detail)."""
+    def state(self) -> tuple[AssetState, str]:
+        """(present | absent | broken, detail)."""
         return asset_state(self.world, self.spec)
 
     # ------------------------------------------------------------------ verbs
@@ -113,16 +116,15 @@ class AssetCheck:
         raise CheckSkipped(status, problem, fix)
 
     def check_present(self) -> None:
-        """The presence check: a required asset that is absent fails; an optional one skips."""
+        """The presence check: a required asset that is absent fails; an optional one skips.
+
+        What ``--fetch-missing`` tried is added to the row by the report (in the process that fetched).
+        """
         state, detail = self.state()
-        fetched = self.checkup.fetched.get(self.name)
         fix = self.fix
-        if fetched is not None and not fetched.ok:
-            detail = f"{detail}; --fetch-missing tried: {fetched.message}"
-            fix = fetched.fix or fix
-        if state == "broken":
+        if state is AssetState.BROKEN:
             self.fail(detail, fix)
-        if state == "absent":
+        if state is AssetState.ABSENT:
             if self.required:
                 self.fail(f"{self.spec.title}: {detail}", fix, Status.MISSING)
             self.skip(Status.OPTIONAL_ABSENT, f"{self.spec.title} is optional for "
@@ -135,11 +137,12 @@ class AssetCheck:
         (e.g. `-m model`), so a required asset that is absent can never read as ready.
         """
         state, detail = self.state()
-        if state == "present":
+        if state is AssetState.PRESENT:
             return
         if self.required and not self.checkup.presence_selected.get(self.name):
-            self.fail(f"{self.spec.title}: {detail}", status=Status.MISSING if state == "absent" else Status.BROKEN)
-        status = Status.OPTIONAL_ABSENT if state == "absent" and not self.required else Status.NOT_CHECKED
+            self.fail(f"{self.spec.title}: {detail}",
+                      status=Status.MISSING if state is AssetState.ABSENT else Status.BROKEN)
+        status = Status.OPTIONAL_ABSENT if state is AssetState.ABSENT and not self.required else Status.NOT_CHECKED
         self.skip(status, f"{self.name} is {state} ({detail})")
 
     def needs(self, other: str, what: object, why: str) -> None:

@@ -6,7 +6,7 @@
     python -m fetchers --reorganize-imagenet /path/to/ILSVRC2012_img_val.tar
 
 The fetch flags come from the registry (each asset's ``fetch_flag``); a flag whose fetcher reads an
-option (``FETCHER_INPUT``: the ImageNet val tar) takes that option's value.
+option (the registry's ``fetch_input``: the ImageNet val tar) takes that option's value.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from fetchers.plan import FETCHER_INPUT, FETCHERS, download_size, fetch_one, size_text
+from fetchers.plan import FETCHERS, fetch_one, size_text
 from preflight_core.findings import human_bytes
 from preflight_core.options import OPTIONS, OptionError, resolve
 from preflight_core.presence import find_imagenet_tar
@@ -28,8 +28,6 @@ PROJECT = Path(__file__).resolve().parents[1]
 # flag -> assets it fetches (the registry's fetch_flag), in the order the fetchers run
 GROUPS = {flag: [a.name for a in ASSETS.values() if a.fetch_flag == flag]
           for flag in dict.fromkeys(a.fetch_flag for a in ASSETS.values() if a.fetch_flag)}
-NOTES = {"coco_val2017": "Kaggle by default, see --coco-source",  # what a flag's help adds to the titles
-         "imagenet_val": "reorganizes a downloaded ILSVRC2012_img_val.tar (or val_blurred.tar.gz) into class folders"}
 
 
 def _dest(flag: str) -> str:
@@ -38,14 +36,14 @@ def _dest(flag: str) -> str:
 
 def _input_of(names: list[str]) -> str | None:
     """The option a flag's value stands for (e.g. ``imagenet-tar``), if its fetchers read one."""
-    return next((FETCHER_INPUT[n] for n in names if n in FETCHER_INPUT), None)
+    return next((ASSETS[n].fetch_input for n in names if ASSETS[n].fetch_input), None)
 
 
 def _help(names: list[str]) -> str:
     assets = [ASSETS[n] for n in names]
-    size = sum(filter(None, map(download_size, assets)))
+    size = sum(a.approx_bytes for a in assets)
     text = ", ".join(a.title for a in assets) + (f" ({human_bytes(size)})" if size else "")
-    notes = [NOTES[n] for n in names if n in NOTES]
+    notes = [a.fetch_note for a in assets if a.fetch_note]
     return "; ".join([text, *notes])
 
 
@@ -118,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for name in (n for n in FETCHERS if n in names):  # the fetchers' order: metadata before the val tar
         asset = ASSETS[name]
-        print(f"{name}: fetching {asset.title} ({size_text(asset)}) -> {world.path(asset)}", flush=True)
+        print(f"{name}: fetching {asset.title} ({size_text(world, asset, settings)}) -> {world.path(asset)}",
+              flush=True)
         try:
             outcome = fetch_one(world, name, settings)
         except KeyboardInterrupt as e:  # FetchInterrupted: one line, what was left and that a rerun resumes
@@ -128,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {outcome.message}")
         else:  # every failure is reported once, with its fix, and the other fetches still run
             failed += 1
-            print(f"{name}: FAILED: {outcome.message}" + (f"\n{name}: fix: {outcome.fix}" if outcome.fix else ""),
-                  file=sys.stderr)
+            fix = f"\n{name}: fix: {outcome.fix.text}" if outcome.fix else ""
+            print(f"{name}: FAILED: {outcome.message}{fix}", file=sys.stderr)
     if failed:
         print(f"{failed} of {len(names)} fetches failed (the fix is under each)", file=sys.stderr)
     return 1 if failed else 0

@@ -27,12 +27,11 @@ The decision, under a per-repo lock:
 6. **Point refs/main** at the commit (atomic rename). If it named another snapshot, the note says which and whether
    that one held other weights; that snapshot stays in the cache, loadable by its revision.
 
-The cache check (what "passes" means, and what it costs): every file up to ``HASHED_ALWAYS`` (64 MiB; SigLIP2's
-34 MB tokenizer.json included) is hashed and compared with its blob name on every fetch; larger blobs (the weights)
-are judged by name (= the pinned sha256), size (= the pinned size) and structure (the safetensors header and
-length, ``preflight_core.hf_cache.file_problem``) -- not hashed, so a fetch of a complete 4.5 GB model takes milliseconds.
-A same-size bit flip inside a large blob is ``pytest --deep``'s to find; its fix (remove the blob, fetch again)
-then replaces it here.
+The cache check is the checks' own (``preflight_core.hf_cache.cached_file_problem``): every file but the weights up
+to 64 MiB (SigLIP2's 34 MB tokenizer.json included) is hashed and compared with its blob name; the weights are
+judged by name (= the pinned sha256), size (= the pinned size) and structure (the safetensors header and length)
+-- not hashed, so a fetch of a complete 4.5 GB model takes milliseconds. A same-size bit flip inside the weights
+is ``pytest --deep``'s to find; its fix (remove the blob, fetch again) then replaces it here.
 
 Resolved at call time, not at import: ``HF_ENDPOINT`` (huggingface_hub reads it once, when
 ``huggingface_hub.constants`` is first imported, so it is passed as ``endpoint=``) and the cache (``cache_dir`` >

@@ -141,6 +141,9 @@ def label(entry: Entry) -> str:
 
 REF_BYTES = 64  # a ref holds a 40-hex commit (and maybe a newline): nothing longer is read
 HASHED_ALWAYS = 64 << 20  # cached files up to this size are hashed on every check; larger ones: name, size, structure
+# Weight files are judged by name, size and structure (a real one is far over HASHED_ALWAYS; --deep hashes them),
+# so a tiny world's weights behave as the real ones do.
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth")
 BLOB_KIND = "hf-blob"  # the verify cache's namespace for blobs whose content matched their name
 OTHER_WEIGHTS = "other weights"  # the pinned file is whole, but another blob than the published one
 
@@ -250,8 +253,8 @@ def cached_file_problem(link: Path, pin: Pin | None = None, verified: VerifyCach
     """Is the cached ``link`` what its name says? None if so, else why not (``OTHER_WEIGHTS``: whole, other weights).
 
     The one answer for the checks, ``--fetch-missing`` and the fetch CLI: a dangling link, not a
-    regular file, its structure (``file_problem``), and for every blob up to ``HASHED_ALWAYS`` its
-    content against its etag name, remembered in ``verified`` by the blob's content identity (a
+    regular file, its structure (``file_problem``), and for every blob up to ``HASHED_ALWAYS`` other
+    than the weights (configs, tokenizers) its content against its etag name, remembered in ``verified`` by the blob's content identity (a
     re-run costs a ``stat``). ``pin``: the published weights file, judged by blob name and size.
     """
     if link.is_symlink() and not link.exists():
@@ -276,7 +279,7 @@ def cached_file_problem(link: Path, pin: Pin | None = None, verified: VerifyCach
             if digest != pin.sha256:
                 return f"sha256 {digest[:12]}…, the published file's is {pin.sha256[:12]}…"
         return None
-    if size <= HASHED_ALWAYS:
+    if size <= HASHED_ALWAYS and not link.name.endswith(WEIGHT_SUFFIXES):
         return blob_problem(blob, verified)
     return None
 
@@ -423,12 +426,18 @@ class CacheReport:
                                fix=fix_for(self.repo_id, remove=path if plain else None)))
         return out
 
+    def problems(self) -> list[str]:
+        """``findings`` as messages (what — where — fix)."""
+        return [f.message() for f in self.findings()]
 
-def cache_report(facts: ModelFacts, hf_cache: Path, verified: VerifyCache | None = None) -> CacheReport:
+
+def cache_report(facts: ModelFacts, hf_cache: Path, verified: VerifyCache | None = None,
+                 check_files: bool = True) -> CacheReport:
     """Which snapshot ``refs/main`` selects and which of ``facts.files`` are present, missing or broken.
 
     Broken: ``cached_file_problem`` (the same judge the fetch uses), so an edited config.json is found by
     a quick run and fetched again by ``--fetch-missing``. Whose weights these are is ``weights_identity``'s.
+    ``check_files=False``: huggingface_hub's own view (a file that is there is there; a dangling link is not).
     """
     rdir = repo_dir(hf_cache, facts.repo_id)
     report = CacheReport(facts.repo_id, rdir, None)
@@ -443,6 +452,12 @@ def cache_report(facts: ModelFacts, hf_cache: Path, verified: VerifyCache | None
         report.missing = [label(e) for e in facts.files]
         return report
     report.snapshot = snap
+    if not check_files:
+        there = [next((a for a in ((e,) if isinstance(e, str) else e) if (snap / a).exists()), None)
+                 for e in facts.files]
+        report.present = [a for a in there if a is not None]
+        report.missing = [label(e) for e, a in zip(facts.files, there) if a is None]
+        return report
     state = inspect_snapshot(snap, facts.files, None, verified)
     report.missing = [label(e) for e in state.missing]
     report.broken = list(state.bad.items())

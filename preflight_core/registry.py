@@ -199,6 +199,7 @@ class Asset:
     fetch_input: str | None = None  # the option whose value that flag takes (the ImageNet val tar)
     fetch_note: str = ""  # what the flag's help adds to the title
     fetch_needs_free_slot: bool = False  # the fetch puts a link (or a new folder) where it goes: an empty one is in the way
+    fetch_fills_in: tuple[str, ...] = ()  # the files a fetch completes in place (others never touch a folder that is there)
     approx_bytes: int = 0  # what a fetch downloads (a model: its weight file)
     facts: object = None
 
@@ -263,6 +264,7 @@ ASSETS: dict[str, Asset] = {
             required_in=ALL_PHASES,
             fix=Fix.run(fetch_command("--imagenet-map")),
             fetch_flag="--imagenet-map",
+            fetch_fills_in=META_FILENAMES,
             approx_bytes=sum(f.size for f in IMAGENET_META_FILES.values()),
             facts=ImageNetMetaFacts(),
         ),
