@@ -35,6 +35,7 @@ class AssetRow:
     fixes: list[Fix] = field(default_factory=list)  # fixes that failing checks named themselves
     not_checked: list[str] = field(default_factory=list)  # checks that could not run, and why
     could_not_check: list[str] = field(default_factory=list)  # checks that raised what no check classified
+    fetch_said: bool = False  # a check's problem already holds what --fetch-missing tried
     not_requested: list[str] = field(default_factory=list)  # checks the user chose not to run
     optional_absent: str = ""
     warnings: list[str] = field(default_factory=list)
@@ -89,7 +90,7 @@ class AssetRow:
     def problem_lines(self) -> list[tuple[bool, str]]:
         """(a failure?, text) for each problem: failures first, then what could not be checked."""
         out = [(True, p) for _, p in self.failed]
-        if self.fetch_failed:  # known where the fetch ran (the controller under xdist), so it is added here
+        if self.fetch_failed and not self.fetch_said:  # under xdist the fetch ran here, in the controller
             out.append((True, f"--fetch-missing tried: {self.fetched.message}"))
         if self.status is Status.OPTIONAL_ABSENT:
             out.append((True, self.optional_absent))
@@ -167,6 +168,7 @@ class Report:
             return
         status = Status(result["status"])
         problem = result["problem"]
+        row.fetch_said = row.fetch_said or bool(result.get("says_fetch"))
         fix = Fix(result.get("fix", ""), tuple(result.get("fix_commands", ())))
         if status in (Status.MISSING, Status.BROKEN):
             if (status, problem) not in row.failed:

@@ -17,7 +17,7 @@ from preflight_core.findings import Finding, Fix, Status, human_bytes
 from preflight_core.presence import AssetState, asset_state
 from preflight_core.registry import Asset
 
-OUTCOME_KEY = "preflight_outcome"  # {"status", "problem", "fix", "fix_commands", "unexpected"}
+OUTCOME_KEY = "preflight_outcome"  # {"status", "problem", "fix", "fix_commands", "unexpected", "says_fetch"}
 ASSET_KEY = "preflight_asset"
 REQUIRED_KEY = "preflight_required"
 WARNING_KEY = "preflight_warning"
@@ -26,18 +26,20 @@ SIZE_KEY = "preflight_size"
 FIELD_KEY = "preflight_field"
 
 
-def outcome(status: Status, problem: str, fix: Fix | str = "", unexpected: bool = False) -> dict:
-    """A check's result as data. ``unexpected``: an exception no check classified (``could_not_check``)."""
+def outcome(status: Status, problem: str, fix: Fix | str = "", unexpected: bool = False,
+            says_fetch: bool = False) -> dict:
+    """A check's result as data. ``unexpected``: an exception no check classified (``could_not_check``);
+    ``says_fetch``: the problem already holds what ``--fetch-missing`` tried (else the report adds it)."""
     fix = fix if isinstance(fix, Fix) else Fix(fix)
     return {"status": str(status), "problem": problem, "fix": fix.text, "fix_commands": list(fix.commands),
-            "unexpected": unexpected}
+            "unexpected": unexpected, "says_fetch": says_fetch}
 
 
 class CheckFailed(pytest.fail.Exception):
     """A check's failure, with its status and fix as data."""
 
-    def __init__(self, status: Status, problem: str, fix: Fix | str = ""):
-        self.preflight_outcome = outcome(status, problem, fix)
+    def __init__(self, status: Status, problem: str, fix: Fix | str = "", says_fetch: bool = False):
+        self.preflight_outcome = outcome(status, problem, fix, says_fetch=says_fetch)
         text = f"{problem} — fix: {fix}" if str(fix) else problem
         super().__init__(f"{status}: {text}", pytrace=False)
 
@@ -45,8 +47,8 @@ class CheckFailed(pytest.fail.Exception):
 class CheckSkipped(pytest.skip.Exception):
     """A check that did not run, and why: optional-absent, not-checked or not-requested."""
 
-    def __init__(self, status: Status, problem: str, fix: Fix | str = ""):
-        self.preflight_outcome = outcome(status, problem, fix)
+    def __init__(self, status: Status, problem: str, fix: Fix | str = "", says_fetch: bool = False):
+        self.preflight_outcome = outcome(status, problem, fix, says_fetch=says_fetch)
         super().__init__(f"{status}: {problem}", _use_item_location=True)
 
 
@@ -118,17 +120,23 @@ class AssetCheck:
     def check_present(self) -> None:
         """The presence check: a required asset that is absent fails; an optional one skips.
 
-        What ``--fetch-missing`` tried is added to the row by the report (in the process that fetched).
+        What a failed ``--fetch-missing`` tried is part of the message where this process fetched; under
+        xdist the fetch ran in the controller, and the report adds it to the row there.
         """
         state, detail = self.state()
         fix = self.fix
+        fetched = self.checkup.fetched.get(self.name)
+        says_fetch = fetched is not None and not fetched.ok
+        if says_fetch:
+            detail = f"{detail}; --fetch-missing tried: {fetched.message}"
+            fix = fetched.fix or fix
         if state is AssetState.BROKEN:
-            self.fail(detail, fix)
+            raise CheckFailed(Status.BROKEN, detail, fix, says_fetch)
         if state is AssetState.ABSENT:
             if self.required:
-                self.fail(f"{self.spec.title}: {detail}", fix, Status.MISSING)
-            self.skip(Status.OPTIONAL_ABSENT, f"{self.spec.title} is optional for "
-                      f"{self.checkup.selection.describe()}: {detail}", fix)
+                raise CheckFailed(Status.MISSING, f"{self.spec.title}: {detail}", fix, says_fetch)
+            raise CheckSkipped(Status.OPTIONAL_ABSENT, f"{self.spec.title} is optional for "
+                               f"{self.checkup.selection.describe()}: {detail}", fix, says_fetch)
 
     def needs_present(self) -> None:
         """Every other check of an asset: nothing to check when it is not there.

@@ -259,7 +259,7 @@ def interrupted_line(world: World, asset: Asset) -> str:
     if not left:
         return f"interrupted while fetching {asset.name}: nothing partial was left; rerun the same command to fetch it"
     return (f"interrupted while fetching {asset.name}: left {', '.join(left)}; rerun the same command to resume "
-            f"(or remove it: {shell('rm', '-rf', '--', *(p for p, _ in leftovers(world, asset)))})")
+            f"(or remove it: {shell('rm', '-rf', *(p for p, _ in leftovers(world, asset)))})")
 
 
 def leftovers(world: World, asset: Asset) -> list[tuple[Path, int]]:
