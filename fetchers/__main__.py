@@ -87,8 +87,8 @@ def settings_from(args: argparse.Namespace) -> dict:
         opt = OPTIONS[name]
         resolved = resolve(opt, None if value is None else str(value), os.environ, ini.get(opt.ini), "pytest.ini")
         out[name] = resolved.value
-        if name == "data-root" and not resolved.given_by_user and not resolved.value.is_absolute():
-            out[name] = PROJECT / resolved.value  # relative to the project, as under pytest
+        if name == "data-root" and not resolved.given_by_user and not Path(str(resolved.value)).is_absolute():
+            out[name] = PROJECT / str(resolved.value)  # relative to the project, as under pytest
     return out
 
 
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     names = selected(args)
     if not names:
         parser().print_usage(sys.stderr)
-        flags = " ".join(f"{f} {_input_of(n).rsplit('-', 1)[-1].upper()}" if _input_of(n) else f
+        flags = " ".join(f"{f} {option.rsplit('-', 1)[-1].upper()}" if (option := _input_of(n)) else f
                          for f, n in GROUPS.items())
         print(f"nothing selected: pass --all or one of {flags}", file=sys.stderr)
         return 2

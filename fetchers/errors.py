@@ -38,7 +38,7 @@ class FetchInterrupted(KeyboardInterrupt):
 
 
 PROJECT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA_ROOT = PROJECT / OPTIONS["data-root"].default  # relative to the project, as under pytest
+DEFAULT_DATA_ROOT = PROJECT / str(OPTIONS["data-root"].default)  # relative to the project, as under pytest
 
 
 def fetch_command(*args: str | Path, data_root: Path | None = None) -> str:

@@ -172,37 +172,62 @@ class _Run:
         self.notes: list[str] = []
 
     def fetch(self, t0: float) -> HubFetchResult:
-        pin, folder = self.pin, self.folder
-        main_before = _read_main(folder)
-        main_snapshot = folder / "snapshots" / main_before if main_before else None
-        main_state = inspect_snapshot(main_snapshot, self.needs, pin) \
+        main_before = _read_main(self.folder)
+        main_snapshot = self.folder / "snapshots" / main_before if main_before else None
+        main_state = inspect_snapshot(main_snapshot, self.needs, self.pin) \
             if main_snapshot is not None and main_snapshot.is_dir() else None
-        if main_state is not None and main_state.complete:
-            if pin and pin.revision and main_before != pin.revision:
-                self.notes.append(f"refs/main is at {main_before[:12]}, not the pinned revision {pin.revision[:12]}, "
-                                  f"but its {pin.file} is the published file")
+        if main_before and main_snapshot and main_state is not None and main_state.complete:
+            if self.pin and self.pin.revision and main_before != self.pin.revision:
+                self.notes.append(f"refs/main is at {main_before[:12]}, not the pinned revision "
+                                  f"{self.pin.revision[:12]}, but its {self.pin.file} is the published file")
             return self._result(main_snapshot, main_state, 0, t0, already=True)
-        if pin and pin.revision and pin.revision != main_before and (folder / "snapshots" / pin.revision).is_dir():
-            pinned = folder / "snapshots" / pin.revision
-            pinned_state = inspect_snapshot(pinned, self.needs, pin)
-            if pinned_state.complete:  # the published snapshot is cached whole: point refs/main at it, no request
-                _write_main(folder, pin.revision)
-                if main_before is not None:
-                    self.notes.append(self._moved_note(main_before, main_state, pin.revision))
-                return self._result(pinned, pinned_state, 0, t0, already=False)
-        # A refs/main that holds the published weights blob stays where it is (broken files are repaired there).
+        cached = self._pinned_snapshot_if_whole(main_before, main_state, t0)
+        if cached is not None:
+            return cached
+        self._refuse_offline(main_state)
+        commit, weights_name = self._resolve(self._revisions(main_before, main_state))
+        snapshot, final, downloaded = self._repair(commit, weights_name)
+        if main_before != commit:
+            _write_main(self.folder, commit)
+            if main_before is not None:
+                self.notes.append(self._moved_note(main_before, main_state, commit))
+        return self._result(snapshot, final, downloaded, t0, already=False)
+
+    def _pinned_snapshot_if_whole(self, main_before: str | None, main_state: SnapshotState | None,
+                                  t0: float) -> HubFetchResult | None:
+        """The published snapshot cached whole: point refs/main at it, no request."""
+        pin = self.pin
+        if not (pin and pin.revision and pin.revision != main_before):
+            return None
+        pinned = self.folder / "snapshots" / pin.revision
+        if not pinned.is_dir():
+            return None
+        pinned_state = inspect_snapshot(pinned, self.needs, pin)
+        if not pinned_state.complete:
+            return None
+        _write_main(self.folder, pin.revision)
+        if main_before is not None:
+            self.notes.append(self._moved_note(main_before, main_state, pin.revision))
+        return self._result(pinned, pinned_state, 0, t0, already=False)
+
+    def _revisions(self, main_before: str | None, main_state: SnapshotState | None) -> list[str]:
+        """Which commits to ask for, in order: a refs/main holding the published weights blob stays where it is
+        (broken files are repaired there); else the pinned revision; else main (taken only with the pinned weights)."""
+        pin = self.pin
         keeps = pin is not None and main_state is not None and main_state.weights_blob == pin.sha256
         revisions = list(dict.fromkeys(r for r in ((main_before if keeps else None),
                                                    (pin.revision if pin else None) or self.facts.revision or None,
                                                    "main" if pin else None) if r))
-        revisions = revisions or ["main"]
-        self._refuse_offline(main_state)
-        commit, weights_name = self._resolve(revisions)
+        return revisions or ["main"]
+
+    def _repair(self, commit: str, weights_name: str | None) -> tuple[Path, SnapshotState, int]:
+        """Download into snapshot ``commit`` what it lacks or holds broken; verify; (snapshot, its state, bytes)."""
+        pin, folder = self.pin, self.folder
         snapshot = folder / "snapshots" / commit
         created_snapshot = not snapshot.exists()
-        dest = inspect_snapshot(snapshot, self.needs, pin) if not created_snapshot else SnapshotState({}, [], {})
-        if dest.other_weights:  # e.g. a mirror's re-upload once cached under the pinned commit id: replace the link
-            dest.bad[pin.file] = f"its blob {dest.weights_blob[:12]}… is not the published file"
+        dest = inspect_snapshot(snapshot, self.needs, pin) if not created_snapshot else SnapshotState()
+        if dest.other_weights and pin is not None:  # e.g. a mirror's re-upload once cached under the pinned commit id
+            dest.bad[pin.file] = f"its blob {(dest.weights_blob or '?')[:12]}… is not the published file"
         before = _blobs(folder)
         aside: dict[str, tuple[Path, Path]] = {}  # file -> (its link, where this run moved it): put back on failure
         try:
@@ -232,19 +257,15 @@ class _Run:
             moved.unlink()
             self.notes.append(f"replaced {name} in snapshot {commit[:12]} (it was {old}: {dest.bad[name]})")
         downloaded = sum((folder / "blobs" / b).stat().st_size for b in written if (folder / "blobs" / b).is_file())
-        if main_before != commit:
-            _write_main(folder, commit)
-            if main_before is not None:
-                self.notes.append(self._moved_note(main_before, main_state, commit))
-        return self._result(snapshot, final, downloaded, t0, already=False)
+        return snapshot, final, downloaded
 
     def _result(self, snapshot: Path, state: SnapshotState, downloaded: int, t0: float,
                 already: bool) -> HubFetchResult:
         weights = state.present.get(self.pin.file) if self.pin else None
         blob = Path(os.readlink(weights)).name if weights is not None and weights.is_symlink() else ""
         url = None if already else f"{self.shown_endpoint}/{self.repo_id}"
-        return HubFetchResult(self.library.fetched_path(snapshot, state.present), downloaded, time.monotonic() - t0, url, already,
-                              snapshot.name, blob, tuple(self.notes))
+        return HubFetchResult(self.library.fetched_path(snapshot, state.present), downloaded, time.monotonic() - t0,
+                              url, already, snapshot.name, blob, tuple(self.notes))
 
     # -- the network -------------------------------------------------------------------------------
     def _refuse_offline(self, main_state: SnapshotState | None) -> None:
@@ -254,7 +275,7 @@ class _Run:
             return
         if main_state is None:
             what = "the cache has no snapshot of it on refs/main"
-        elif main_state.other_weights:
+        elif main_state.other_weights and self.pin is not None:
             what = f"refs/main's {self.pin.file} is not the published file"
         else:
             parts = [f"{label(e)} missing" for e in main_state.missing]
@@ -266,7 +287,9 @@ class _Run:
         from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
         url = hf_hub_url(self.repo_id, name, revision=revision, endpoint=self.endpoint)
-        return get_hf_file_metadata(url, endpoint=self.endpoint, **self.library.client_info())
+        info = self.library.client_info()
+        return get_hf_file_metadata(url, endpoint=self.endpoint, library_name=info.get("library_name"),
+                                    library_version=info.get("library_version"))
 
     def _resolve(self, revisions: list[str]) -> tuple[str, str | None]:
         """(commit, weights file name) after one HEAD of the weights file; refuses other weights than the pin.
@@ -325,18 +348,20 @@ class _Run:
         from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import RemoteEntryNotFoundError
 
+        info = self.library.client_info()
         missing_from_repo: list[str] = []
         for entry in self.needs:
             alternatives = (entry,) if isinstance(entry, str) else entry
             if label(entry) in dest.present:
                 continue  # cached at this commit and passed the cache check
-            if weights_name in alternatives:
+            if weights_name is not None and weights_name in alternatives:
                 alternatives = (weights_name,)  # the HEAD found it: the one to fetch
             got = False
             for name in alternatives:
                 try:
                     hf_hub_download(self.repo_id, name, revision=commit, cache_dir=self.folder.parent,
-                                    endpoint=self.endpoint, force_download=name in dest.bad, **self.library.client_info())
+                                    endpoint=self.endpoint, force_download=name in dest.bad,
+                                    library_name=info.get("library_name"), library_version=info.get("library_version"))
                 except RemoteEntryNotFoundError:
                     continue
                 got = True
@@ -386,8 +411,9 @@ class _Run:
     def _incomplete(self, commit: str, state: SnapshotState) -> HubFetchError:
         parts = [f"{label(e)} missing" for e in state.missing]
         parts += [f"{n}: {why}" for n, why in state.bad.items()]
-        if state.other_weights:
-            parts.append(f"{self.pin.file} is blob {state.weights_blob[:12]}…, published {self.pin.sha256[:12]}…")
+        if state.other_weights and self.pin is not None:
+            parts.append(f"{self.pin.file} is blob {(state.weights_blob or '?')[:12]}…, published "
+                         f"{self.pin.sha256[:12]}…")
         return HubFetchError(
             f"{self.repo_id}: after the fetch, snapshot {commit[:12]} is still not usable ({'; '.join(parts)}); "
             "refs/main was left as it was.",
@@ -398,7 +424,7 @@ class _Run:
         if old_state is None:
             why = "a snapshot that is not in the cache"
         elif old_state.other_weights and self.pin:
-            why = (f"whose {self.pin.file} is {old_state.weights_blob[:12]}…, not the published "
+            why = (f"whose {self.pin.file} is {(old_state.weights_blob or '?')[:12]}…, not the published "
                    f"{self.pin.sha256[:12]}…")
         else:
             gaps = [label(e) for e in old_state.missing] + list(old_state.bad)

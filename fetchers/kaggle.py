@@ -92,18 +92,18 @@ def fetch_coco_kaggle(data_root: Path, handle: str = COCO_KAGGLE_HANDLE, path: s
         cache = Cache()
         cached = cache.load_from_cache(h, path) if h.is_versioned() else None
         if cached:  # kagglehub's completion marker is there: the same checks as after a download
-            marker = Path(cache._get_completion_marker_filepath(h, path))
-            _check_download(Path(cached), handle, path, marker, "kagglehub's cache holds", rerun)
+            done = Path(cache._get_completion_marker_filepath(h, path))
+            _check_download(Path(cached), handle, path, done, "kagglehub's cache holds", rerun)
             _check_link_slot(link, Path(cached), command)
             _make_link(link, Path(cached))
             return FetchResult(link, 0, time.monotonic() - t0, None, True)
         before = _sizes(expected) if expected else {}
-        out = Path(_download(handle, path, url, source, endpoint or os.environ.get(ENDPOINT_ENV), command))
+        got = Path(_download(handle, path, url, source, endpoint or os.environ.get(ENDPOINT_ENV), command))
         marker = Path(cache._get_completion_marker_filepath(h, path)) if h.is_versioned() else None
-        _check_download(out, handle, path, marker, "kagglehub returned", rerun)
-        _check_link_slot(link, out, command)
-        _make_link(link, out)
-        downloaded = sum(size for rel, size in _sizes(out).items() if before.get(rel) != size)
+        _check_download(got, handle, path, marker, "kagglehub returned", rerun)
+        _check_link_slot(link, got, command)
+        _make_link(link, got)
+        downloaded = sum(size for rel, size in _sizes(got).items() if before.get(rel) != size)
     return FetchResult(link, downloaded, time.monotonic() - t0, url, False)
 
 
@@ -207,7 +207,7 @@ def _download(handle: str, path: str, url: str, source: CredentialSource | None,
         if status == 401 and source is None:
             none, create = _no_credentials()
             message, fix = f"Kaggle answered HTTP 401 (not signed in) for {what}: {none}", f"{create}; then rerun {command}"
-        elif status == 401:
+        elif status == 401 and source is not None:
             message = f"Kaggle rejected the credentials from {source.where} (HTTP 401) for {what}"
             fix = (f"the token or key may be wrong, expired or revoked: create a new one at {TOKEN_PAGE} and put it "
                    f"in {source.where}; then rerun {command}")

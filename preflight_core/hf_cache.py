@@ -19,7 +19,7 @@ import struct
 import sys
 import zipfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from preflight_core.commands import fetch_command, shell
@@ -539,36 +539,36 @@ def weights_identity(facts: ModelFacts, hf_cache: Path) -> WeightsIdentity:
     rdir = repo_dir(hf_cache, repo)
     snap, _ = ref_snapshot(rdir)
     if snap is None:
-        return WeightsIdentity(repo, "absent")
+        return WeightsIdentity(repo, Identity.ABSENT)
     revision = snap.name
-    base = dict(repo_id=repo, snapshot=snap, revision=revision)
+    base = WeightsIdentity(repo, Identity.ABSENT, snapshot=snap, revision=revision)
     fix = fix_for(repo)
     if not (facts.weights_file and facts.weights_sha256 and facts.weights_size):
-        return WeightsIdentity(**base, status=Identity.UNVERIFIED, fix=Fix("add the published revision, weight file, size "
-                                                                    "and sha256 of this model to preflight_core/registry.py"),
-                               problem=f"unverified: {repo}: the registry pins no published weights for it "
-                                       f"— in {snap}")
+        return replace(base, status=Identity.UNVERIFIED,
+                       fix=Fix("add the published revision, weight file, size and sha256 of this model to "
+                               "preflight_core/registry.py"),
+                       problem=f"unverified: {repo}: the registry pins no published weights for it — in {snap}")
     entry = next((e for e in facts.files
                   if facts.weights_file == e or (isinstance(e, tuple) and facts.weights_file in e)), facts.weights_file)
     alternatives = (entry,) if isinstance(entry, str) else entry
     chosen = next((a for a in alternatives if (snap / a).exists()), None)  # what the library will load
     if chosen is None:
-        return WeightsIdentity(**base, status=Identity.ABSENT)
+        return base
     link = snap / chosen
     if not link.is_symlink():
         size = link.stat().st_size
         fix = fix_for(repo, remove=link)
-        return WeightsIdentity(**base, status=Identity.UNVERIFIED, weights_file=chosen, size=size, fix=fix, problem=Finding(
+        return replace(base, status=Identity.UNVERIFIED, weights_file=chosen, size=size, fix=fix, problem=Finding(
             f"unverified: {repo}: {chosen} is a plain file ({size:,} B), not a symlink to a blob named by its "
             "sha256, so it cannot be identified without hashing (a cache written without symlinks)",
             where=str(snap)).problem())
     blob = link.resolve()
     found, size = blob.name, blob.stat().st_size
     digest = found if _is_sha256(found) else None
-    ident = dict(base, weights_file=chosen, weights_sha256=digest, size=size, fix=fix)
+    ident = replace(base, weights_file=chosen, weights_sha256=digest, size=size, fix=fix)
     published = f"published {_short(facts.weights_sha256)} ({facts.weights_size:,} B)"
     if chosen != facts.weights_file:
-        return WeightsIdentity(**ident, status=Identity.UNVERIFIED, problem=Finding(
+        return replace(ident, status=Identity.UNVERIFIED, problem=Finding(
             f"unverified: {repo}: the snapshot holds {chosen} ({_short(digest)}, {size:,} B) and no "
             f"{facts.weights_file}; the library loads it, but only {facts.weights_file} has a published digest "
             f"({published}), so these cannot be shown to be the published weights",
@@ -577,11 +577,11 @@ def weights_identity(facts: ModelFacts, hf_cache: Path) -> WeightsIdentity:
         name = f"{_short(digest)}" if digest else f"a blob named {found[:40]!r}"
         why = ("the published name but not its size (truncated, padded or edited)" if found == facts.weights_sha256
                else "other weights (a fine-tune, a re-upload, or a random initialisation)")
-        return WeightsIdentity(**ident, status=Identity.OTHER, problem=Finding(
+        return replace(ident, status=Identity.OTHER, problem=Finding(
             f"not the published weights of {repo}: found {name} ({size:,} B), {published}: its {chosen} has {why}",
             where=str(snap)).problem())
     note = None
     if facts.revision and revision != facts.revision:
         note = (f"{repo}: refs/main is revision {_short(revision)}, not the pinned {_short(facts.revision)}, "
                 f"but its {chosen} is the published one ({_short(found)}, {size:,} B)")
-    return WeightsIdentity(**ident, status=Identity.PUBLISHED, note=note)
+    return replace(ident, status=Identity.PUBLISHED, note=note)

@@ -281,7 +281,7 @@ class Table:
 
     @classmethod
     def from_rows(cls, rows: Iterable[tuple[str, tuple, str]], presorted: bool = False) -> Table:
-        rows = rows if presorted else sorted(rows)
+        rows = list(rows) if presorted else sorted(rows)
         width = len(rows[0][1]) if rows else 4
         packer = _packer(width)
         names, ids, values = [], [], []

@@ -7,7 +7,7 @@ own small facts for the same assets. Checks only ever ask the world.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 from preflight_core import registry
@@ -43,7 +43,8 @@ class World:
             "hf_cache": str(self.hf_cache),
             "tiny": self.tiny,
             "open_clip_config_dir": str(self.open_clip_config_dir) if self.open_clip_config_dir else None,
-            "facts": {n: {"type": type(f).__name__, **asdict(f)} for n, f in self.facts.items() if f is not None},
+            "facts": {n: {"type": type(f).__name__, **asdict(f)} for n, f in self.facts.items()
+                      if is_dataclass(f) and not isinstance(f, type)},
         }, indent=1, default=sorted)
 
     @classmethod
