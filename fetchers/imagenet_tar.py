@@ -37,9 +37,9 @@ from fetchers.download import ProgressArg, check_free_space, resolve_progress
 from fetchers.errors import FetchError, explain
 from preflight_core.findings import Finding, human_bytes
 from preflight_core.imagenet_files import bad_synset_lines, parse_synsets
-from preflight_core.registry import IMAGENET_META_FILES, IMAGENET_VAL_BLURRED, IMAGENET_VAL_TAR
+from preflight_core.registry import ASSETS, IMAGENET_META_FILES, IMAGENET_VAL_BLURRED, IMAGENET_VAL_TAR
 
-DEST_NAME = "imagenet_val"
+DEST_NAME = ASSETS["imagenet_val"].location  # under the data root
 FLAT = re.compile(r"ILSVRC2012_val_(\d{8})\.JPEG")
 BLURRED = re.compile(r"val_blurred/(n\d{8})/ILSVRC2012_val_(\d{8})\.jpg")
 BLURRED_DIR = re.compile(r"val_blurred(/n\d{8})?")

@@ -62,8 +62,12 @@ class Finding:
     examples: Sequence[str] = field(default_factory=tuple)
     total: int | None = None  # the population the examples come from, for the percentage
     where: str = ""
-    fix: Fix | str = ""
+    fix: Fix = Fix()  # text alone is taken as Fix(text)
     count: int | None = None  # defaults to len(examples)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.fix, Fix):
+            object.__setattr__(self, "fix", Fix(str(self.fix)))
 
     @property
     def n(self) -> int:
@@ -71,7 +75,7 @@ class Finding:
 
     @property
     def the_fix(self) -> Fix:
-        return self.fix if isinstance(self.fix, Fix) else Fix(self.fix)
+        return self.fix
 
     def problem(self) -> str:
         """The message without the fix: what — count and % — first examples — where."""
