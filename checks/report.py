@@ -18,7 +18,7 @@ from checks.selection import narrowing_arguments
 from checks.session import CHECKUP, NARROWED, Checkup, is_worker
 from checks.verbs import ASSET_KEY, FIELD_KEY, INFO_KEY, OUTCOME_KEY, REQUIRED_KEY, SIZE_KEY, WARNING_KEY
 from preflight_core.findings import Fix, Status, shown
-from preflight_core.registry import ASSETS
+from preflight_core.registry import ASSETS, AssetKind
 
 CHECKS_DIR = Path(__file__).resolve().parent
 
@@ -355,7 +355,7 @@ class ReadinessReporter:
         world = checkup.world
         for row in report.rows.values():
             asset = ASSETS[row.name]
-            row.path = str(world.path(asset)) if world and asset.kind in ("data", "model") else asset.location
+            row.path = str(world.path(asset)) if world and asset.kind in (AssetKind.DATA, AssetKind.MODEL) else asset.location
             row.fetched = checkup.fetched.get(row.name)
         cov = report.coverage
         cov.ran = len(self.ran)

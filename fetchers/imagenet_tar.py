@@ -34,8 +34,8 @@ from pathlib import Path
 from filelock import FileLock
 
 from fetchers.download import ProgressArg, check_free_space, resolve_progress
-from fetchers.errors import FetchError, explain
-from preflight_core.findings import Finding, human_bytes
+from fetchers.errors import FetchError, explain, fetch_command
+from preflight_core.findings import Finding, Fix, human_bytes
 from preflight_core.imagenet_files import bad_synset_lines, parse_synsets
 from preflight_core.registry import ASSETS, IMAGENET_META_FILES, IMAGENET_VAL_BLURRED, IMAGENET_VAL_TAR
 
@@ -258,7 +258,7 @@ def reorganize_imagenet_tar(
                               f"https://image-net.org (account needed) and pass its path")
     if not synsets_path.is_file():
         raise ReorganizeError(f"{synsets_path} is missing; it labels the val images",
-                              f"python -m fetchers --imagenet-map --data-root={root}")
+                              Fix.run(fetch_command("--imagenet-map", data_root=root)))
     labels = read_synsets(synsets_path)
     root.mkdir(parents=True, exist_ok=True)
     dest, partial, marker = root / DEST_NAME, root / f".{DEST_NAME}.partial", root / f".{DEST_NAME}.json"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from preflight_core import registry
 from preflight_core.hf_cache import default_hf_cache, repo_dir
-from preflight_core.registry import ASSETS, Asset
+from preflight_core.registry import ASSETS, Asset, AssetKind
 
 
 @dataclass(frozen=True)
@@ -26,9 +26,9 @@ class World:
 
     def path(self, asset: Asset | str) -> Path:
         asset = ASSETS[asset] if isinstance(asset, str) else asset
-        if asset.kind == "data":
+        if asset.kind is AssetKind.DATA:
             return self.data_root / asset.location
-        if asset.kind == "model":
+        if asset.kind is AssetKind.MODEL:
             return repo_dir(self.hf_cache, asset.location)
         return Path(asset.location)
 
