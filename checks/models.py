@@ -143,7 +143,7 @@ def clear_loaded() -> None:
 
 
 def _where(facts: ModelFacts, hf_cache: Path) -> str:
-    rep = cache_report(facts, hf_cache)
+    rep = cache_report(facts, hf_cache, check_files=False)  # where it is, not whether it is whole
     return str(rep.snapshot or rep.repo_dir)
 
 
@@ -227,7 +227,7 @@ class SiglipAdapter:
             raise ModelLoadError(Finding(f"{facts.repo_id}: loaded as the wrong classes", wrong, where=where,
                                          fix=fix))
         model = _to_device(model, facts, device)
-        snapshot = cache_report(facts, hf_cache).snapshot
+        snapshot = cache_report(facts, hf_cache, check_files=False).snapshot
         weights = snapshot / "model.safetensors" if snapshot else None
         return Loaded(facts, device, model, processor=processor, tokenizer=tokenizer, weights_file=weights,
                       classes=classes)
@@ -295,7 +295,7 @@ class OpenClipAdapter:
                 raise ModelLoadError(Finding(f"{facts.repo_id}: open_clip.create_model_and_transforms("
                                              f"{facts.open_clip_name!r}, pretrained='openai') failed offline "
                                              f"({_first_line(e)})", where=where, fix=fix)) from e
-        rep = cache_report(facts, hf_cache)
+        rep = cache_report(facts, hf_cache, check_files=False)  # where it is, not whether it is whole
         weights = rep.snapshot / rep.present[0] if rep.snapshot and rep.present else None
         classes = {"model": type(model).__name__, "tokenizer": type(tokenizer).__name__}
         return Loaded(facts, device, _to_device(model, facts, device), preprocess=preprocess, tokenizer=tokenizer,
