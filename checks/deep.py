@@ -13,7 +13,7 @@ from pathlib import Path
 
 from checks.scan import MAX_IMAGE_BYTES, FileEntry, iec, shown
 from preflight_core.findings import Finding
-from preflight_core.verify_cache import VerifyCache, why_failed
+from preflight_core.verify_cache import RACY_NS, VerifyCache, why_failed  # noqa: F401  (RACY_NS: for the self-tests)
 
 
 def decode(path: str) -> tuple[str | None, tuple[int, int, int, int] | None]:
