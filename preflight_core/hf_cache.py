@@ -320,12 +320,13 @@ def read_ref(rdir: Path, ref: str = "main") -> tuple[str | None, str | None]:
         return None, f"refs/{ref} cannot be read ({e.strerror or type(e).__name__})"
     finally:
         os.close(fd)
-    text = data.decode("ascii", "replace").strip()
-    if len(data) > REF_BYTES or not text or not text.isascii() or not text.isprintable() or "/" in text \
-            or text in (".", ".."):
-        what = f"{len(data):,}+ bytes" if len(data) > REF_BYTES else f"{shown(text[:40])!r}"
+    commit = data.strip()
+    if len(data) > REF_BYTES or not commit or any(not 0x21 <= c < 0x7F for c in commit) or b"/" in commit \
+            or commit in (b".", b".."):
+        shown_bytes = commit[:40].decode("ascii", "backslashreplace")
+        what = f"{len(data):,}+ bytes" if len(data) > REF_BYTES else f"'{shown(shown_bytes)}'"
         return None, f"refs/{ref} does not hold a commit hash ({what}): not written by huggingface_hub"
-    return text, None
+    return commit.decode("ascii"), None
 
 
 def ref_snapshot(rdir: Path, ref: str = "main") -> tuple[Path | None, str | None]:
