@@ -82,7 +82,7 @@ def median_of(repeat: int, fn) -> float:
 
 def settle() -> None:
     """Files younger than the verify cache's racy window are not cached: let a fresh tree age past it."""
-    from checks.deep import RACY_NS
+    from preflight_core.verify_cache import RACY_NS
 
     time.sleep(RACY_NS / 1e9 + 0.5)
 
@@ -116,9 +116,10 @@ def bench_quick_checks(root: Path, repeat: int) -> None:
 def bench_deep(root: Path, repeat: int) -> None:
     from PIL import Image
 
-    from checks.deep import VerifyCache, verify_images
+    from checks.deep import verify_images
     from checks.imagenet import scan_val
     from preflight_core.registry import IMAGENET_VAL_OFFICIAL
+    from preflight_core.verify_cache import VerifyCache
 
     settle()
     tree = scan_val(root / "imagenet_val", IMAGENET_VAL_OFFICIAL)

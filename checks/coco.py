@@ -12,7 +12,7 @@ from preflight_core.findings import Finding
 from preflight_core.registry import CocoFacts
 
 if TYPE_CHECKING:
-    from checks.deep import VerifyCache
+    from preflight_core.verify_cache import VerifyCache
 
 
 @dataclass

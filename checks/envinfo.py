@@ -14,6 +14,8 @@ import re
 import sys
 from pathlib import Path
 
+from preflight_core.commands import shell
+from preflight_core.findings import Finding, Fix
 from preflight_core.hf_cache import default_hf_cache
 from preflight_core.redact import redact
 
@@ -85,34 +87,35 @@ def environment_summary() -> dict[str, object]:
     }
 
 
-def environment_problems() -> list[str]:
-    """Version problems visible from package metadata alone."""
+def environment_problems() -> list[Finding]:
+    """Version problems visible from package metadata alone, each with its fix."""
     problems = []
     v = {name: version_of(name) for name in PACKAGES}
     for name in REQUIRED:
         if v[name] is None:
-            problems.append(f"{PACKAGES[name]} is not installed — in {sys.executable} — fix: {FIX}")
+            problems.append(Finding(f"{PACKAGES[name]} is not installed", where=sys.executable, fix=Fix.run(FIX)))
     if v["transformers"] and _release(v["transformers"]) < (4, 50):
-        problems.append(f"transformers {v['transformers']} is too old for SigLIP2 (needs >= 4.50) — "
-                        "fix: pip install -U 'transformers>=4.50'")
+        problems.append(Finding(f"transformers {v['transformers']} is too old for SigLIP2 (needs >= 4.50)",
+                                fix=Fix.run(shell("pip", "install", "-U", "transformers>=4.50"))))
     if v["open_clip"] and _release(v["open_clip"])[:1] != (3,):
-        problems.append(f"open_clip_torch {v['open_clip']}: preflight expects 3.x (pretrained='openai' from the "
-                        "Hugging Face Hub) — fix: pip install 'open_clip_torch>=3,<4'")
+        problems.append(Finding(f"open_clip_torch {v['open_clip']}: preflight expects 3.x (pretrained='openai' from "
+                                "the Hugging Face Hub)", fix=Fix.run(shell("pip", "install", "open_clip_torch>=3,<4"))))
     if v["torch"] and v["torchvision"]:
         t, tv = _release(v["torch"]), _release(v["torchvision"])
         # torchvision 0.(m+15) goes with torch 2.m (0.15 with 2.0, …, 0.29 with 2.14)
         if len(t) >= 2 and len(tv) >= 2 and t[0] == 2 and (tv[0], tv[1]) != (0, t[1] + 15):
-            problems.append(f"torch {v['torch']} and torchvision {v['torchvision']} are not a pair (torch 2.{t[1]} "
-                            f"needs torchvision 0.{t[1] + 15}) — fix: pip install torch=={v['torch'].split('+')[0]} "
-                            f"torchvision==0.{t[1] + 15}.* from the same index")
+            pair = shell("pip", "install", f"torch=={v['torch'].split('+')[0]}", f"torchvision==0.{t[1] + 15}.*")
+            problems.append(Finding(f"torch {v['torch']} and torchvision {v['torchvision']} are not a pair (torch "
+                                    f"2.{t[1]} needs torchvision 0.{t[1] + 15})",
+                                    fix=Fix(f"{pair} from the same index")))
         lt, ltv = _local(v["torch"]), _local(v["torchvision"])
         if lt and ltv and lt != ltv:
-            problems.append(f"torch ({lt}) and torchvision ({ltv}) are built for different CUDA versions — fix: "
-                            "reinstall both from the same --index-url")
+            problems.append(Finding(f"torch ({lt}) and torchvision ({ltv}) are built for different CUDA versions",
+                                    fix=Fix("reinstall both from the same --index-url")))
     return problems
 
 
-def torch_pair_problem() -> str | None:
+def torch_pair_problem() -> Finding | None:
     """Import torch and torchvision and run a torchvision C++ op: None if they work together."""
     try:
         import torch
@@ -121,7 +124,8 @@ def torch_pair_problem() -> str | None:
 
         nms(torch.tensor([[0.0, 0.0, 1.0, 1.0]]), torch.tensor([1.0]), 0.5)
     except Exception as e:  # ImportError, RuntimeError "operator torchvision::nms does not exist", …
-        return (f"torch and torchvision do not work together ({type(e).__name__}: {e}) — torch "
-                f"{version_of('torch')}, torchvision {version_of('torchvision')} — fix: reinstall both from the "
-                "same index, e.g. pip install --force-reinstall torch torchvision")
+        return Finding(f"torch and torchvision do not work together ({type(e).__name__}: {e}) — torch "
+                       f"{version_of('torch')}, torchvision {version_of('torchvision')}",
+                       fix=Fix("reinstall both from the same index, e.g. pip install --force-reinstall torch "
+                               "torchvision"))
     return None

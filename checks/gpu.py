@@ -8,6 +8,7 @@ every failure case is unit-tested on a machine without a GPU.
 
 from __future__ import annotations
 
+import enum
 import os
 import re
 import time
@@ -43,13 +44,34 @@ class GpuObservation:
     bf16: bool | None = None  # is_bf16_supported(including_emulation=False)
 
 
+class GpuStatus(enum.StrEnum):
+    OK = "ok"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class GpuCause(enum.StrEnum):
+    """Why the GPU row says what it says: one keyword per cause."""
+
+    OK = "ok"
+    CPU_DEVICE = "cpu-device"
+    CPU_ONLY_BUILD = "cpu-only-build"
+    NO_DRIVER = "no-driver"
+    DRIVER_TOO_OLD = "driver-too-old"
+    NO_DEVICE_VISIBLE = "no-device-visible"
+    BAD_DEVICE_INDEX = "bad-device-index"
+    CUDA_INIT_FAILED = "cuda-init-failed"
+    ARCH_MISSING = "arch-missing"
+    KERNEL_FAILED = "kernel-failed"
+    KERNEL_WRONG = "kernel-wrong"
+    NOT_ENOUGH_MEMORY = "not-enough-memory"
+
+
 @dataclass
 class GpuReport:
     device: str
-    status: str  # "ok" | "failed" | "skipped"
-    cause: str  # "ok", "cpu-device", "cpu-only-build", "no-driver", "driver-too-old", "no-device-visible",
-    #             "bad-device-index", "cuda-init-failed", "arch-missing", "kernel-failed", "kernel-wrong",
-    #             "not-enough-memory"
+    status: GpuStatus
+    cause: GpuCause
     problems: list[str] = field(default_factory=list)  # the findings' messages
     notes: list[str] = field(default_factory=list)
     observation: GpuObservation | None = None
@@ -57,7 +79,7 @@ class GpuReport:
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status is GpuStatus.OK
 
     def summary(self) -> str:
         o = self.observation
@@ -138,60 +160,60 @@ WHEEL_HINT = (f"pip install --force-reinstall torch torchvision --index-url {TOR
 def classify(o: GpuObservation, required_bytes: int = 0) -> GpuReport:
     """The verdict on an observation: status, a cause keyword, and problems in checklist shape."""
 
-    def failed(cause: str, what: str, fix: str, where: str = "") -> GpuReport:
+    def failed(cause: GpuCause, what: str, fix: str, where: str = "") -> GpuReport:
         finding = Finding(what, where=where, fix=fix)
-        return GpuReport(o.device, "failed", cause, [finding.message()], observation=o, findings=[finding])
+        return GpuReport(o.device, GpuStatus.FAILED, cause, [finding.message()], observation=o, findings=[finding])
 
     if not o.device.startswith("cuda"):
-        return GpuReport(o.device, "skipped", "cpu-device", notes=[f"device is {o.device!r}: GPU checks skipped"],
+        return GpuReport(o.device, GpuStatus.SKIPPED, GpuCause.CPU_DEVICE, notes=[f"device is {o.device!r}: GPU checks skipped"],
                          observation=o)
     cvd = f"CUDA_VISIBLE_DEVICES={o.cuda_visible_devices!r}" if o.cuda_visible_devices is not None else \
         "CUDA_VISIBLE_DEVICES unset"
     if o.cuda_build is None:
-        return failed("cpu-only-build", f"torch {o.torch_version} is a CPU-only build (torch.version.cuda is None)",
+        return failed(GpuCause.CPU_ONLY_BUILD, f"torch {o.torch_version} is a CPU-only build (torch.version.cuda is None)",
                       f"install a CUDA build that your driver supports (see nvidia-smi): {WHEEL_HINT}")
     err = (o.init_error or "").lower()
     if o.init_error is not None or o.device_count == 0:
         said = f"torch says: {o.init_error}" if o.init_error else "torch.cuda.device_count() is 0"
         if "too old" in err or "insufficient" in err or "unsupported display driver" in err:
-            return failed("driver-too-old", f"the NVIDIA driver is too old for torch {o.torch_version} "
+            return failed(GpuCause.DRIVER_TOO_OLD, f"the NVIDIA driver is too old for torch {o.torch_version} "
                           f"(built for CUDA {o.cuda_build}); {said}",
                           "update the NVIDIA driver, or install a torch build for the CUDA version nvidia-smi "
                           f"reports: {WHEEL_HINT}")
         if "no nvidia driver" in err or "driver not loaded" in err or "libcuda" in err:
-            return failed("no-driver", f"no NVIDIA driver on this machine; {said}",
+            return failed(GpuCause.NO_DRIVER, f"no NVIDIA driver on this machine; {said}",
                           "run on a GPU node (check nvidia-smi), or pass --device cpu to skip GPU checks")
         if o.cuda_visible_devices is not None and o.cuda_visible_devices.strip() in ("", "-1", "none", "NoDevFiles"):
-            return failed("no-device-visible", f"no GPU visible: {cvd} hides every device; {said}",
+            return failed(GpuCause.NO_DEVICE_VISIBLE, f"no GPU visible: {cvd} hides every device; {said}",
                           "unset CUDA_VISIBLE_DEVICES or set it to a GPU index (nvidia-smi -L)")
         if o.init_error is None or "no cuda gpus" in err:
-            return failed("no-device-visible", f"the driver sees no GPU ({cvd}); {said}",
+            return failed(GpuCause.NO_DEVICE_VISIBLE, f"the driver sees no GPU ({cvd}); {said}",
                           "check nvidia-smi -L and CUDA_VISIBLE_DEVICES; on a cluster, request a GPU")
-        return failed("cuda-init-failed", f"CUDA failed to initialise; {said}",
+        return failed(GpuCause.CUDA_INIT_FAILED, f"CUDA failed to initialise; {said}",
                       "check nvidia-smi and dmesg for Xid errors; reinstall torch if the driver looks fine")
     idx = _device_index(o.device)
     if idx >= o.device_count:
-        return failed("bad-device-index", f"{o.device} does not exist: {o.device_count} GPU(s) visible ({cvd})",
+        return failed(GpuCause.BAD_DEVICE_INDEX, f"{o.device} does not exist: {o.device_count} GPU(s) visible ({cvd})",
                       f"use --device cuda:0 … cuda:{o.device_count - 1}")
     cc = f"sm_{o.capability[0]}{o.capability[1]}" if o.capability else "?"
     no_image = "no kernel image" in (o.kernel_error or "").lower()
     if no_image or (o.capability and o.arch_list and not arch_supported(o.capability, o.arch_list)):
-        return failed("arch-missing", f"{o.name} is {cc} but torch {o.torch_version} has kernels for "
+        return failed(GpuCause.ARCH_MISSING, f"{o.name} is {cc} but torch {o.torch_version} has kernels for "
                       f"{', '.join(o.arch_list) or 'nothing'} only"
                       + (f"; the kernel failed: {o.kernel_error}" if o.kernel_error else ""),
                       f"install a torch build that includes {cc} (a newer wheel or another CUDA index): "
                       f"{WHEEL_HINT}")
     if o.kernel_error:
-        return failed("kernel-failed", f"a matmul on {o.device} ({o.name}) failed: {o.kernel_error}",
+        return failed(GpuCause.KERNEL_FAILED, f"a matmul on {o.device} ({o.name}) failed: {o.kernel_error}",
                       "check nvidia-smi (ECC/Xid errors, another process, MIG mode) and retry")
     if not o.kernel_ok:
-        return failed("kernel-wrong", f"a matmul on {o.device} ({o.name}) gave a different result than on the CPU",
+        return failed(GpuCause.KERNEL_WRONG, f"a matmul on {o.device} ({o.name}) gave a different result than on the CPU",
                       "the GPU or driver is faulty: check nvidia-smi -q for ECC errors, try another GPU")
-    report = GpuReport(o.device, "ok", "ok", observation=o)
+    report = GpuReport(o.device, GpuStatus.OK, GpuCause.OK, observation=o)
     if o.bf16 is False:
         report.notes.append(f"{o.name} ({cc}) has no native bf16: use fp16 or fp32")
     if required_bytes and o.free_bytes is not None and o.free_bytes < required_bytes:
-        report.status, report.cause = "failed", "not-enough-memory"
+        report.status, report.cause = GpuStatus.FAILED, GpuCause.NOT_ENOUGH_MEMORY
         finding = Finding(
             f"not enough free GPU memory: {o.free_bytes / GiB:.1f} GiB free of {o.total_bytes / GiB:.1f} GiB on "
             f"{o.name}, the selected models need about {required_bytes / GiB:.1f} GiB", where=o.device,

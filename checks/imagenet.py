@@ -29,6 +29,7 @@ from checks.scan import (
     scan_tree,
     shown,
 )
+from preflight_core.commands import move_aside
 from preflight_core.findings import Finding, Fix
 from preflight_core.imagenet_files import VAL_NAME, WNID, bad_synset_lines, parse_synsets, val_name
 from preflight_core.registry import (
@@ -44,7 +45,7 @@ from preflight_core.registry import (
 from preflight_core.safe_io import NotARegularFile, open_fd
 
 if TYPE_CHECKING:
-    from checks.deep import VerifyCache
+    from preflight_core.verify_cache import VerifyCache
 
 # --------------------------------------------------------------------------- metadata
 
@@ -166,7 +167,7 @@ def load_meta(folder: Path) -> Meta:
 def _aside_then(folder: Path, names: list[str], fix: Fix | str) -> Fix:
     """Move these files of the user's aside (never delete them), then run the fetch that replaces them."""
     fix = fix if isinstance(fix, Fix) else Fix(fix)
-    moves = [f"mv {shlex.quote(str(folder / n))} {shlex.quote(str(folder / n))}.old" for n in names]
+    moves = [move_aside(folder / n, ".old") for n in names]
     return fix.before(*moves, why="the fetch never overwrites a file that is there")
 
 

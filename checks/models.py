@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from preflight_core.findings import Finding, Fix
+from preflight_core.findings import Finding, Fix, shown
 from preflight_core.hashing import blob_digest
-from preflight_core.hf_cache import cache_report, fix_for, hub_offline
+from preflight_core.hf_cache import BLOB_KIND, cache_report, fix_for, hub_offline
 from preflight_core.registry import ModelFacts
-from preflight_core.safe_io import printable
 
 __all__ = ["ModelLoadError", "Loaded", "ForwardResult", "load_model", "forward_check", "clear_loaded", "hub_offline",
            "verify_blobs", "blob_findings", "open_clip_configs", "ADAPTERS", "adapter_for"]
@@ -38,11 +37,11 @@ def blob_findings(snapshot: Path, files: Iterable[str | tuple[str, ...]], cache:
     """Hash the blob behind each present file of ``files`` and compare it with the blob's name.
 
     LFS blobs are named by their sha256, other files by their git blob sha1. Blobs that passed are
-    remembered in the verify cache folder ``cache`` (``checks.deep.VerifyCache``) by the identity of
+    remembered in the verify cache folder ``cache`` (``preflight_core.verify_cache.VerifyCache``) by the identity of
     their content (path, size, mtime_ns, inode, ctime_ns), so an unchanged cache re-verifies without
     reading a byte and a changed blob is never vouched for. Absent files are ``cache_report``'s business.
     """
-    from checks.deep import VerifyCache
+    from preflight_core.verify_cache import VerifyCache
 
     snapshot = Path(snapshot)
     repo_id = snapshot.parent.parent.name.removeprefix("models--").replace("--", "/", 1)
@@ -63,34 +62,30 @@ def blob_findings(snapshot: Path, files: Iterable[str | tuple[str, ...]], cache:
         st = blob.stat()
         todo.append((name, blob, (str(blob), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)))
     vc = VerifyCache(Path(cache)) if cache else None
-    try:
-        known = vc.passed("hf-blob", [k for _, _, k in todo]) if vc else set()
-        good = []
-        for name, blob, key in todo:
-            if key[0] in known:
-                continue
-            try:
-                got = blob_digest(blob)
-            except OSError as e:  # a FIFO or device (refused at once by the safe-open rule), unreadable
-                problems.append(Finding(f"{repo_id}: {name} cannot be verified: {printable(e)}",
-                                        where=printable(str(blob)), fix=fix_for(repo_id, remove=blob)))
-                continue
-            if got is None:
-                problems.append(Finding(f"{repo_id}: {name} cannot be verified: its blob name {blob.name!r} is "
-                                        "not a sha256 or git-sha1 etag", where=str(blob), fix=fix))
-            elif got[1] != blob.name:
-                # Proven garbage, and a cache: it goes, and the fetch downloads it again. (The fetch alone would
-                # judge a large blob by name, size and structure, which a same-size bit flip passes.)
-                problems.append(Finding(f"{repo_id}: {name} is corrupt: {got[0]} of the blob is {got[1][:16]}… "
-                                        f"but the Hub's etag is {blob.name[:16]}…",
-                                        where=str(blob), fix=fix_for(repo_id, remove=blob)))
-            else:
-                good.append(key)
-        if vc and good:
-            vc.record("hf-blob", good)
-    finally:
-        if vc:
-            vc.close()
+    known = vc.passed(BLOB_KIND, [k for _, _, k in todo]) if vc else set()
+    good = []
+    for name, blob, key in todo:
+        if key[0] in known:
+            continue
+        try:
+            got = blob_digest(blob)
+        except OSError as e:  # a FIFO or device (refused at once by the safe-open rule), unreadable
+            problems.append(Finding(f"{repo_id}: {name} cannot be verified: {shown(e)}",
+                                    where=shown(str(blob)), fix=fix_for(repo_id, remove=blob)))
+            continue
+        if got is None:
+            problems.append(Finding(f"{repo_id}: {name} cannot be verified: its blob name {shown(blob.name)!r} is "
+                                    "not a sha256 or git-sha1 etag", where=str(blob), fix=fix))
+        elif got[1] != blob.name:
+            # Proven garbage, and a cache: it goes, and the fetch downloads it again. (The fetch alone would
+            # judge a large blob by name, size and structure, which a same-size bit flip passes.)
+            problems.append(Finding(f"{repo_id}: {name} is corrupt: {got[0]} of the blob is {got[1][:16]}… "
+                                    f"but the Hub's etag is {blob.name[:16]}…",
+                                    where=str(blob), fix=fix_for(repo_id, remove=blob)))
+        else:
+            good.append(key)
+    if vc and good:
+        vc.record(BLOB_KIND, good)
     return problems
 
 
@@ -153,7 +148,7 @@ def clear_loaded() -> None:
 
 
 def _where(facts: ModelFacts, hf_cache: Path) -> str:
-    rep = cache_report(facts, hf_cache)
+    rep = cache_report(facts, hf_cache, check_files=False)  # where it is, not whether it is whole
     return str(rep.snapshot or rep.repo_dir)
 
 
@@ -237,7 +232,7 @@ class SiglipAdapter:
             raise ModelLoadError(Finding(f"{facts.repo_id}: loaded as the wrong classes", wrong, where=where,
                                          fix=fix))
         model = _to_device(model, facts, device)
-        snapshot = cache_report(facts, hf_cache).snapshot
+        snapshot = cache_report(facts, hf_cache, check_files=False).snapshot
         weights = snapshot / "model.safetensors" if snapshot else None
         return Loaded(facts, device, model, processor=processor, tokenizer=tokenizer, weights_file=weights,
                       classes=classes)
@@ -305,7 +300,7 @@ class OpenClipAdapter:
                 raise ModelLoadError(Finding(f"{facts.repo_id}: open_clip.create_model_and_transforms("
                                              f"{facts.open_clip_name!r}, pretrained='openai') failed offline "
                                              f"({_first_line(e)})", where=where, fix=fix)) from e
-        rep = cache_report(facts, hf_cache)
+        rep = cache_report(facts, hf_cache, check_files=False)  # where it is, not whether it is whole
         weights = rep.snapshot / rep.present[0] if rep.snapshot and rep.present else None
         classes = {"model": type(model).__name__, "tokenizer": type(tokenizer).__name__}
         return Loaded(facts, device, _to_device(model, facts, device), preprocess=preprocess, tokenizer=tokenizer,

@@ -10,6 +10,7 @@ import json
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,8 +18,8 @@ from checks.gpus import sub_row_text
 from checks.selection import narrowing_arguments
 from checks.session import CHECKUP, NARROWED, Checkup, is_worker
 from checks.verbs import ASSET_KEY, FIELD_KEY, INFO_KEY, OUTCOME_KEY, REQUIRED_KEY, SIZE_KEY, WARNING_KEY
-from preflight_core.findings import Fix, Status
-from preflight_core.registry import ASSETS
+from preflight_core.findings import Fix, Status, shown
+from preflight_core.registry import ASSETS, AssetKind
 
 CHECKS_DIR = Path(__file__).resolve().parent
 
@@ -34,11 +35,13 @@ class AssetRow:
     failed: list[tuple[Status, str]] = field(default_factory=list)  # (missing | broken, problem)
     fixes: list[Fix] = field(default_factory=list)  # fixes that failing checks named themselves
     not_checked: list[str] = field(default_factory=list)  # checks that could not run, and why
+    could_not_check: list[str] = field(default_factory=list)  # checks that raised what no check classified
+    fetch_said: bool = False  # a check's problem already holds what --fetch-missing tried
     not_requested: list[str] = field(default_factory=list)  # checks the user chose not to run
     optional_absent: str = ""
     warnings: list[str] = field(default_factory=list)
     info: list[str] = field(default_factory=list)  # facts: load time, memory, device
-    fetched: object = None  # fetchers.plan.FetchOutcome
+    fetched: Any = None  # fetchers.plan.FetchOutcome (checks.fetching is the one module that imports fetchers)
     fields: dict[str, object] = field(default_factory=dict)  # per-asset facts a check recorded (revision, …)
 
     @property
@@ -50,14 +53,15 @@ class AssetRow:
             return Status.BROKEN
         if self.optional_absent:
             return Status.OPTIONAL_ABSENT
-        if self.not_checked or not self.passed:
+        if self.not_checked or self.could_not_check or not self.passed:
             return Status.NOT_CHECKED
         return Status.READY
 
     @property
     def only_by_choice(self) -> bool:
         """Not checked only because the user asked so (--device cpu, no --deep)."""
-        return self.status is Status.NOT_CHECKED and not self.not_checked and bool(self.not_requested)
+        return self.status is Status.NOT_CHECKED and not self.not_checked and not self.could_not_check \
+            and bool(self.not_requested)
 
     @property
     def fails_verdict(self) -> bool:
@@ -71,8 +75,8 @@ class AssetRow:
             return Fix()
         if self.status is Status.NOT_CHECKED and self.only_by_choice:
             return Fix()
-        if self.fetched is not None and not self.fetched.ok and self.fetched.fix:
-            return self.fetched.fix if isinstance(self.fetched.fix, Fix) else Fix(str(self.fetched.fix))
+        if self.fetch_failed and self.fetched.fix:
+            return self.fetched.fix
         own = [f for f in self.fixes if f and f.text != self.asset_fix.text]
         if self.status is Status.BROKEN and own:
             return own[0]
@@ -80,21 +84,34 @@ class AssetRow:
             return self.fixes[0] if self.fixes else Fix()
         return self.fixes[0] if self.fixes else self.asset_fix
 
-    def problems(self) -> list[str]:
-        out = [p for _, p in self.failed]
+    @property
+    def fetch_failed(self) -> bool:
+        return self.fetched is not None and not self.fetched.ok
+
+    def problem_lines(self) -> list[tuple[bool, str]]:
+        """(a failure?, text) for each problem: failures first, then what could not be checked."""
+        out = [(True, p) for _, p in self.failed]
+        if self.fetch_failed and not self.fetch_said:  # under xdist the fetch ran here, in the controller
+            out.append((True, f"--fetch-missing tried: {self.fetched.message}"))
         if self.status is Status.OPTIONAL_ABSENT:
-            out.append(self.optional_absent)
+            out.append((True, self.optional_absent))
+            return out
         # A missing or broken row's other checks did not run for that reason: only say what is not obvious.
-        shown = self.not_checked if self.status is Status.NOT_CHECKED else \
-            [m for m in self.not_checked if m.startswith("could not check")]
-        if self.status is not Status.OPTIONAL_ABSENT:
-            out += [f"not checked: {m}" for m in shown]
-        return out
+        shown = self.not_checked + self.could_not_check if self.status is Status.NOT_CHECKED else self.could_not_check
+        return out + [(False, f"not checked: {m}") for m in shown]
+
+    def problems(self) -> list[str]:
+        return [text for _, text in self.problem_lines()]
+
+    def fetch_notes(self) -> list[str]:
+        """What a fetch did besides fetching (a cached file it replaced, refs/main moved)."""
+        return list(self.fetched.notes) if self.fetched is not None else []
 
     def as_dict(self) -> dict:
         fetched = None
         if self.fetched is not None:
-            fetched = {"ok": self.fetched.ok, "message": self.fetched.message}
+            fetched = {"ok": self.fetched.ok, "message": self.fetched.message, "notes": self.fetch_notes(),
+                       "fix": self.fetched.fix.text, "fix_commands": list(self.fetched.fix.commands)}
         return {
             "name": self.name,
             "status": str(self.status),
@@ -107,7 +124,7 @@ class AssetRow:
             "size": self.size,
             "not_requested": self.not_requested,
             "warnings": self.warnings,
-            "info": self.info,
+            "info": self.info + [f"fetched: {n}" for n in self.fetch_notes()],
             "fetched": fetched,
             **{k: v for k, v in self.fields.items() if k != "bytes"},
         }
@@ -152,6 +169,7 @@ class Report:
             return
         status = Status(result["status"])
         problem = result["problem"]
+        row.fetch_said = row.fetch_said or bool(result.get("says_fetch"))
         fix = Fix(result.get("fix", ""), tuple(result.get("fix_commands", ())))
         if status in (Status.MISSING, Status.BROKEN):
             if (status, problem) not in row.failed:
@@ -163,11 +181,13 @@ class Report:
         elif status is Status.NOT_REQUESTED:
             if problem not in row.not_requested:
                 row.not_requested.append(problem)
-        else:
-            if problem not in row.not_checked:
-                row.not_checked.append(problem)
-            if fix and fix not in row.fixes and problem.startswith("could not check"):
+        elif result.get("unexpected"):
+            if problem not in row.could_not_check:
+                row.could_not_check.append(problem)
+            if fix and fix not in row.fixes:
                 row.fixes.append(fix)
+        elif problem not in row.not_checked:
+            row.not_checked.append(problem)
 
     @property
     def passed(self) -> int:
@@ -232,13 +252,15 @@ class Report:
         width = max(60, width)
         out: list[str] = []
         for problem, fix in self.problems:
-            out += _wrapped("✗ ", problem, width)
+            for i, line in enumerate(problem.splitlines()[:8]):
+                out += _wrapped("✗ " if i == 0 else "  ", line, width)
             if fix:
                 out += _wrapped("  fix: ", fix.text, width)
         if rows:
             # The location goes last: a long path runs past the edge instead of pushing the status off it.
             head = ("asset", "status", "need", "size", "location")
-            cells = [(r.name, str(r.status), "required" if r.required else "optional", r.size, r.path) for r in rows]
+            cells = [(r.name, str(r.status), "required" if r.required else "optional", r.size, shown(r.path))
+                     for r in rows]
             widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head[:-1])]
             fmt = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"
             out += [fmt.format(*head), fmt.format(*("-" * w for w in widths), "--------")]
@@ -251,9 +273,9 @@ class Report:
     @staticmethod
     def _details(row: AssetRow, width: int) -> list[str]:
         out: list[str] = []
-        problems = row.problems()
-        for problem in problems[:6]:
-            marker = "- " if problem.startswith("not checked: ") else "✗ "
+        problems = row.problem_lines()
+        for failure, problem in problems[:6]:
+            marker = "✗ " if failure else "- "
             for i, line in enumerate(problem.splitlines()[:8]):
                 out += _wrapped(f"    {marker if i == 0 else '  '}", line, width)
         if len(problems) > 6:
@@ -269,15 +291,20 @@ class Report:
             out += _wrapped("    ! ", line, width)
         if row.fetched is not None and row.fetched.ok:  # a failed fetch is in the row's problem already
             out += _wrapped("    ↓ fetched: ", row.fetched.message, width)
+        for note in row.fetch_notes():
+            out += _wrapped("    ↓ ", note, width)
         if row.fix:
             out += _wrapped("    fix: ", row.fix.text, width)
         return out
 
 
 def _wrapped(prefix: str, text: str, width: int) -> list[str]:
-    """``text`` wrapped to ``width`` under ``prefix``; a long path stays whole rather than being cut."""
+    """``text`` wrapped to ``width`` under ``prefix``; a long path stays whole rather than being cut.
+
+    Control characters (a newline or an escape sequence in a path) are shown escaped, as file names are.
+    """
     indent = " " * (len(prefix) - len(prefix.lstrip()) + 4)
-    return textwrap.wrap(text, width=width, initial_indent=prefix, subsequent_indent=indent,
+    return textwrap.wrap(shown(text), width=width, initial_indent=prefix, subsequent_indent=indent,
                          break_long_words=False, break_on_hyphens=False) or [prefix.rstrip()]
 
 
@@ -331,7 +358,7 @@ class ReadinessReporter:
         world = checkup.world
         for row in report.rows.values():
             asset = ASSETS[row.name]
-            row.path = str(world.path(asset)) if world and asset.kind in ("data", "model") else asset.location
+            row.path = str(world.path(asset)) if world and asset.kind in (AssetKind.DATA, AssetKind.MODEL) else asset.location
             row.fetched = checkup.fetched.get(row.name)
         cov = report.coverage
         cov.ran = len(self.ran)
@@ -360,9 +387,8 @@ class ReadinessReporter:
             return
         report = self._report()
         terminalreporter.section("preflight readiness")
-        ok = report.ok
-        for line in report.lines(terminalreporter._tw.fullwidth):
-            markup = {}
-            if line.startswith(("READY", "NOT READY")):
-                markup = {"green": True, "bold": True} if ok else {"red": True, "bold": True}
-            terminalreporter.write_line(line, **markup)
+        lines = report.lines(terminalreporter._tw.fullwidth)
+        for line in lines[:-1]:
+            terminalreporter.write_line(line)
+        terminalreporter.write_line(lines[-1], **({"green": True, "bold": True} if report.ok  # the verdict
+                                                  else {"red": True, "bold": True}))

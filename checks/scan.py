@@ -12,7 +12,7 @@ and folders that cannot be listed become entries with a ``problem``; the checks 
 failing findings that name the file. Names are shown with :func:`shown`, which makes newlines and
 undecodable bytes (``surrogateescape``) readable instead of crashing the terminal.
 
-With a cache (``checks.deep.VerifyCache``), a file whose identity (size, mtime_ns, inode,
+With a cache (``preflight_core.verify_cache.VerifyCache``), a file whose identity (size, mtime_ns, inode,
 ctime_ns) is unchanged since an earlier scan is not opened at all: a re-run costs a directory
 listing plus one ``stat`` per file.
 """
@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from preflight_core.findings import human_bytes as iec  # noqa: F401  (IEC units, one implementation; re-exported)
+from preflight_core.findings import shown  # noqa: F401  (re-exported)
 from preflight_core.imagenet_files import MAX_IMAGE_BYTES  # noqa: F401  (the one bound; re-exported)
 from preflight_core.safe_io import NotARegularFile, kind_of, open_fd
-from preflight_core.safe_io import printable as shown  # noqa: F401  (the one escape of names from outside)
 
 if TYPE_CHECKING:
-    from checks.deep import VerifyCache
+    from preflight_core.verify_cache import Table, VerifyCache
 
 JPEG_SIGNATURE = b"\xff\xd8\xff"
 JPEG_END = b"\xff\xd9"
@@ -66,10 +66,6 @@ class FileEntry(NamedTuple):
     problem: str = ""  # why it cannot be read as an image ("a FIFO, not a regular file", …); "" = fine
 
     @property
-    def folder(self) -> str:
-        return self.rel.rpartition("/")[0]
-
-    @property
     def shown(self) -> str:
         return shown(self.rel)
 
@@ -77,10 +73,6 @@ class FileEntry(NamedTuple):
     def identity(self) -> tuple[int, int, int, int]:
         """What changes when the content can have changed: size, mtime, inode, ctime (set by the kernel)."""
         return (self.size, self.mtime_ns, self.ino, self.ctime_ns)
-
-    @property
-    def readable(self) -> bool:
-        return not self.problem
 
 
 @dataclass
@@ -152,6 +144,52 @@ def _classify(entry: os.DirEntry, dir_fd: int, rel: str) -> str | FileEntry:
                      f"{kind_of(st.st_mode)}, not a regular file")
 
 
+def _enter(rel: str, parent_fd: int | None, name: str, seen: dict[tuple[int, int], str],
+           unwalkable: list[str]) -> int | None:
+    """Open a folder to list it, unless it is one already walked (a loop or a second way in)."""
+    try:
+        fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd) if parent_fd is not None else os.open(name, _DIR_FLAGS)
+    except OSError as e:
+        unwalkable.append(f"{shown(rel) or '.'} (cannot be opened: {_why(e)})")
+        return None
+    try:
+        st = os.fstat(fd)
+    except OSError as e:
+        os.close(fd)
+        unwalkable.append(f"{shown(rel) or '.'} (cannot be read: {_why(e)})")
+        return None
+    key = (st.st_dev, st.st_ino)
+    if key in seen:
+        os.close(fd)
+        first = seen[key]
+        if first == "" or rel.startswith(first + "/"):
+            unwalkable.append(f"{shown(rel)} (a folder loop: it is {shown(first) or 'the root'} again, "
+                              "so ImageFolder would walk it over and over)")
+        else:
+            unwalkable.append(f"{shown(rel)} (the same folder as {shown(first)}: "
+                              "ImageFolder would load its images twice)")
+        return None
+    seen[key] = rel
+    return fd
+
+
+def _remember(cache: VerifyCache, kind: str, files: list[FileEntry], known: Table | None, changed: bool) -> list[str]:
+    """Save the quick bytes of ``files`` in the verify cache (only when something changed); its notes."""
+    if changed:  # else the cache holds exactly these files already
+        hexes: dict[tuple[bytes, bytes], str] = {}
+        rows = []
+        for f in files:
+            if not f.problem:
+                value = hexes.get((f.head, f.tail))
+                if value is None:
+                    value = hexes[f.head, f.tail] = f"{f.head.hex()}:{f.tail.hex()}"
+                rows.append((f.rel, (f.size, f.mtime_ns, f.ino, f.ctime_ns), value))
+        cache.save(kind, rows)
+    elif known is not None:
+        cache.save(kind, known, changed=False)  # merges the files of concurrent writers, if any
+    return cache.take_notes()
+
+
 def scan_tree(root: Path, cache: VerifyCache | None = None) -> Scan:
     """Every file below ``root`` with its first 3 and last 2 bytes; every folder; what could not be walked.
 
@@ -176,34 +214,7 @@ def scan_tree(root: Path, cache: VerifyCache | None = None) -> Scan:
     seen: dict[tuple[int, int], str] = {}  # (st_dev, st_ino) -> the folder's rel path
     opened = 0
 
-    def enter(rel: str, parent_fd: int | None, name: str) -> int | None:
-        """Open a folder to list it, unless it is one already walked (a loop or a second way in)."""
-        try:
-            fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd) if parent_fd is not None else os.open(name, _DIR_FLAGS)
-        except OSError as e:
-            unwalkable.append(f"{shown(rel) or '.'} (cannot be opened: {_why(e)})")
-            return None
-        try:
-            st = os.fstat(fd)
-        except OSError as e:
-            os.close(fd)
-            unwalkable.append(f"{shown(rel) or '.'} (cannot be read: {_why(e)})")
-            return None
-        key = (st.st_dev, st.st_ino)
-        if key in seen:
-            os.close(fd)
-            first = seen[key]
-            if first == "" or rel.startswith(first + "/"):
-                unwalkable.append(f"{shown(rel)} (a folder loop: it is {shown(first) or 'the root'} again, "
-                                  "so ImageFolder would walk it over and over)")
-            else:
-                unwalkable.append(f"{shown(rel)} (the same folder as {shown(first)}: "
-                                  "ImageFolder would load its images twice)")
-            return None
-        seen[key] = rel
-        return fd
-
-    root_fd = enter("", None, root_s)
+    root_fd = _enter("", None, root_s, seen, unwalkable)
     stack: list[tuple[str, int]] = [("", root_fd)] if root_fd is not None else []
     while stack:
         prefix, dir_fd = stack.pop()
@@ -256,7 +267,7 @@ def scan_tree(root: Path, cache: VerifyCache | None = None) -> Scan:
                     append(FileEntry(rel, name, st.st_size, st.st_mtime_ns, head, tail, st.st_ino, st.st_ctime_ns,
                                      problem))
             for rel, name in sorted(subdirs, reverse=True):
-                fd = enter(rel, dir_fd, name)
+                fd = _enter(rel, dir_fd, name, seen, unwalkable)
                 if fd is not None:
                     folders.append(rel)
                     stack.append((rel + "/", fd))
@@ -267,19 +278,7 @@ def scan_tree(root: Path, cache: VerifyCache | None = None) -> Scan:
     notes: list[str] = []
     if cache is not None:
         changed = bool(opened) or hits != (len(known) if known is not None else 0)
-        if changed:  # else the cache holds exactly these files already
-            hexes: dict[tuple[bytes, bytes], str] = {}
-            rows = []
-            for f in files:
-                if not f.problem:
-                    value = hexes.get((f.head, f.tail))
-                    if value is None:
-                        value = hexes[f.head, f.tail] = f"{f.head.hex()}:{f.tail.hex()}"
-                    rows.append((f.rel, (f.size, f.mtime_ns, f.ino, f.ctime_ns), value))
-            cache.save(kind, rows)
-        else:
-            cache.save(kind, known, changed=False)  # merges the files of concurrent writers, if any
-        notes = cache.take_notes()
+        notes = _remember(cache, kind, files, known, changed)
     return Scan(files, folders, unwalkable, notes, opened)
 
 

@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 
 from checks.selection import Selection
+from preflight_core.commands import fetch_command, move_aside
 from preflight_core.findings import Fix
 from preflight_core.hf_cache import offline_requested
 from preflight_core.options import OPTIONS, OptionError, Origin, Resolved, resolve
-from preflight_core.presence import asset_state, find_imagenet_tar
-from preflight_core.registry import ASSETS, Asset
+from preflight_core.presence import AssetState, asset_state, find_imagenet_tar
+from preflight_core.registry import ASSETS, Asset, AssetKind
 from preflight_core.world import World
 
 
@@ -78,7 +79,7 @@ def data_root_problem(root: Path, source: str, chosen: bool = True) -> tuple[str
 
 
 def _data_folders() -> list[str]:
-    return [f"{a.location}/" for a in ASSETS.values() if a.kind == "data"]
+    return [f"{a.location}/" for a in ASSETS.values() if a.kind is AssetKind.DATA]
 
 
 @dataclass
@@ -110,21 +111,20 @@ class Checkup:
         """The registry's fix, made to work here: this data root, this ImageNet tar, offline mode off.
 
         A fetch never replaces a folder that is there: for a broken ImageNet val or COCO tree, the
-        fix moves it aside first (nothing is deleted).
+        fix moves it aside first (nothing is deleted). Every command is built by ``preflight_core.commands``.
         """
-        fix = asset.fix
-        if asset.name == "imagenet_val" and self.imagenet_tar:
-            fix = Fix.run(f"python -m fetchers --reorganize-imagenet {self.imagenet_tar}")
-        env = "HF_HUB_OFFLINE=0 " if asset.kind == "model" and offline_requested() else ""
-        if fix.commands:
-            fix = Fix.run(*(f"{env}{c}{self._root_flag(asset)}" if c.startswith("python -m fetchers") else c
-                            for c in fix.commands))
-        elif self._root_flag(asset):
-            fix = Fix(fix.text + self._root_flag(asset))
-        if asset.kind == "data" and asset.name != "imagenet_meta" and self.world is not None \
-                and asset_state(self.world, asset)[0] != "absent":
+        root = self._named_root(asset)
+        online = asset.kind is AssetKind.MODEL and offline_requested()
+        if asset.fetch_flag and asset.fetch_input and self.imagenet_tar:
+            fix = Fix.run(fetch_command(asset.fetch_flag, self.imagenet_tar, data_root=root))
+        elif asset.fetch_flag and asset.fix.commands:
+            fix = Fix.run(fetch_command(asset.fetch_flag, data_root=root, hub_online=online))
+        else:
+            fix = Fix(asset.fix.text + (f" {shlex.quote(f'--data-root={root}')}" if root else ""))
+        if asset.kind is AssetKind.DATA and not asset.fetch_fills_in and self.world is not None \
+                and asset_state(self.world, asset)[0] is not AssetState.ABSENT:
             path = self.world.path(asset)
-            fix = fix.before(f"mv {path} {path}.moved-aside-{stamp()}",
+            fix = fix.before(move_aside(path, f".moved-aside-{stamp()}"),
                              why="the fetch never replaces a folder that is there")
         return fix
 
@@ -136,20 +136,22 @@ class Checkup:
         """
         if not damaged:
             return self.fix(asset)
-        root = self.settings["data-root"]
-        flag = "" if not self.tiny_root and root.origin is Origin.DEFAULT else \
-            f" --data-root={shlex.quote(str(self.world.data_root))}"
+        root = None if not self.tiny_root and self.settings["data-root"].origin is Origin.DEFAULT \
+            else self.world.data_root
         tar = find_imagenet_tar(self.world, {k: r.value for k, r in self.settings.items()})
         if tar is None:
+            command = fetch_command("--reorganize-imagenet", "PATH/TO/ILSVRC2012_img_val.tar", "--repair",
+                                    data_root=root)
             return Fix(f"re-extract the {damaged:,} damaged images from your val tar (nothing else is touched): "
-                       f"python -m fetchers --reorganize-imagenet PATH/TO/ILSVRC2012_img_val.tar --repair{flag}")
-        return Fix.run(f"python -m fetchers --reorganize-imagenet {shlex.quote(str(tar))} --repair{flag}")
+                       f"{command}")
+        return Fix.run(fetch_command("--reorganize-imagenet", tar, "--repair", data_root=root))
 
-    def _root_flag(self, asset: Asset) -> str:
+    def _named_root(self, asset: Asset) -> Path | None:
+        """The data root, when a fix must name it (a data asset, a root the user chose)."""
         root = self.settings["data-root"]
-        if asset.kind != "data" or self.tiny_root or root.origin is Origin.DEFAULT:
-            return ""
-        return f" --data-root={root.value}"
+        if asset.kind is not AssetKind.DATA or self.tiny_root or root.origin is Origin.DEFAULT:
+            return None
+        return root.value
 
     @cached_property
     def imagenet_tar(self) -> Path | None:
@@ -159,7 +161,7 @@ class Checkup:
 
     @cached_property
     def verify_cache(self):
-        from checks.deep import VerifyCache, default_cache_path
+        from preflight_core.verify_cache import VerifyCache, default_cache_path
 
         return VerifyCache(self.tiny_root / "verified" if self.tiny_root else default_cache_path())
 
@@ -174,7 +176,8 @@ class Checkup:
         """One probe per session, sized for the models this selection touches."""
         from checks.gpu import probe_gpu, required_free_bytes
 
-        touched = [self.world.facts_for(a) for a in ASSETS.values() if a.kind == "model" and self.selection.touches(a)]
+        touched = [self.world.facts_for(a) for a in ASSETS.values()
+                   if a.kind is AssetKind.MODEL and self.selection.touches(a)]
         return probe_gpu(self.device, required_free_bytes(touched))
 
     # ------------------------------------------------------------------ the world
@@ -198,7 +201,7 @@ class Checkup:
             self.owns_tiny_root = True
         else:
             self.world = World(self.value("data-root"))
-            uses_data = any(ASSETS[n].kind == "data" for n in self.selection.touched)
+            uses_data = any(ASSETS[n].kind is AssetKind.DATA for n in self.selection.touched)
             root = self.settings["data-root"]
             problem = data_root_problem(self.world.data_root, root.source, root.origin is not Origin.DEFAULT) \
                 if uses_data else None

@@ -2,6 +2,7 @@
 
 import pytest
 
+from checks.gpu import GpuCause
 from preflight_core.findings import Status
 
 pytestmark = pytest.mark.asset("gpu")
@@ -15,7 +16,7 @@ def gpu(asset, checkup):
 
 
 def test_cuda_kernel_runs(gpu, asset):
-    if gpu.cause not in ("ok", "not-enough-memory"):
+    if gpu.cause not in (GpuCause.OK, GpuCause.NOT_ENOUGH_MEMORY):
         asset.fail("\n".join(f.problem() for f in gpu.findings), gpu.findings[0].the_fix)
     asset.info(gpu.summary())
     for note in gpu.notes:
@@ -23,9 +24,9 @@ def test_cuda_kernel_runs(gpu, asset):
 
 
 def test_enough_free_memory_for_the_selected_models(gpu, asset):
-    if gpu.cause not in ("ok", "not-enough-memory"):
+    if gpu.cause not in (GpuCause.OK, GpuCause.NOT_ENOUGH_MEMORY):
         asset.skip(Status.NOT_CHECKED, f"no working GPU ({gpu.cause}) to measure free memory")
-    if gpu.cause == "not-enough-memory":
+    if gpu.cause is GpuCause.NOT_ENOUGH_MEMORY:
         asset.fail("\n".join(f.problem() for f in gpu.findings), gpu.findings[0].the_fix)
 
 

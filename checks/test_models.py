@@ -5,16 +5,17 @@ import pytest
 from checks import models
 from checks.verbs import expect_none, for_assets
 from preflight_core.findings import Status
-from preflight_core.hf_cache import cache_report, weights_identity
-from preflight_core.registry import ASSETS
+from preflight_core.hf_cache import Identity, cache_report, weights_identity
+from preflight_core.registry import ASSETS, AssetKind
 
-MODELS = for_assets(*(name for name, a in ASSETS.items() if a.kind == "model"))
+MODELS = for_assets(*(name for name, a in ASSETS.items() if a.kind is AssetKind.MODEL))
 
 
 @pytest.fixture
-def cache(asset):
+def cache(asset, checkup):
     asset.needs_present()
-    report = cache_report(asset.facts, asset.world.hf_cache)
+    # Every small file (configs, tokenizers) is hashed against its etag name; a re-run costs a stat each.
+    report = cache_report(asset.facts, asset.world.hf_cache, checkup.verify_cache)
     asset.record_size(report.bytes)
     # Provenance on every model row, whichever of its checks run: the snapshot's commit and the weights' digest.
     identity = weights_identity(asset.facts, asset.world.hf_cache)
@@ -46,7 +47,7 @@ def test_published_weights(asset, cache, model):
     """refs/main's weight file is the published one, by its blob's name and size: no torch, no hashing (--deep hashes)."""
     identity = weights_identity(asset.facts, asset.world.hf_cache)
     broken = dict(cache.broken)
-    if identity.status == "absent" or identity.weights_file in broken:
+    if identity.status is Identity.ABSENT or identity.weights_file in broken:
         asset.skip(Status.NOT_CHECKED, f"{asset.name}'s weight file is missing or broken in refs/main's snapshot "
                    "(see test_cache_complete)")
     if identity.note:

@@ -28,7 +28,7 @@ from pathlib import Path
 from checks.models import open_clip_configs
 from preflight_core.hashing import git_blob_sha1_bytes
 from preflight_core.hf_cache import repo_dir
-from preflight_core.registry import ASSETS, OPEN_CLIP_FILES, SIGLIP2_FILES, ModelFacts
+from preflight_core.registry import ASSETS, OPEN_CLIP_FILES, SIGLIP2_FILES, Library, ModelFacts
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".model", ".msgpack", ".h5", ".onnx")
 LFS_THRESHOLD = 10 << 20
@@ -183,7 +183,7 @@ def write_tiny_models(hf_cache: Path, open_clip_config_dir: Path) -> dict[str, M
         real: ModelFacts = ASSETS[name].facts
         files = _siglip_files(hidden, image, patch, seed)
         snap = write_hf_snapshot(hf_cache, real.repo_id, files)
-        out[name] = ModelFacts("transformers", real.repo_id, hidden, image, SIGLIP_CONTEXT, SIGLIP2_FILES,
+        out[name] = ModelFacts(Library.TRANSFORMERS, real.repo_id, hidden, image, SIGLIP_CONTEXT, SIGLIP2_FILES,
                                approx_weight_bytes=len(files["model.safetensors"]),
                                **_pins(snap, "model.safetensors", files["model.safetensors"]))
     for name, dims in TINY_CLIP.items():
@@ -200,7 +200,7 @@ def write_tiny_models(hf_cache: Path, open_clip_config_dir: Path) -> dict[str, M
                 model = open_clip.create_model(real.open_clip_name, pretrained=None)
             weights = _state_dict_bytes(model)
             snap = write_hf_snapshot(hf_cache, real.repo_id, {"open_clip_model.safetensors": weights})
-            out[name] = ModelFacts("open_clip", real.repo_id, embed, image, CLIP_CONTEXT, OPEN_CLIP_FILES,
+            out[name] = ModelFacts(Library.OPEN_CLIP, real.repo_id, embed, image, CLIP_CONTEXT, OPEN_CLIP_FILES,
                                    open_clip_name=real.open_clip_name, approx_weight_bytes=len(weights),
                                    **_pins(snap, "open_clip_model.safetensors", weights))
     return out

@@ -14,10 +14,10 @@ import pytest
 
 from checks.session import Checkup
 from preflight_core.findings import Finding, Fix, Status, human_bytes
-from preflight_core.presence import asset_state
+from preflight_core.presence import AssetState, asset_state
 from preflight_core.registry import Asset
 
-OUTCOME_KEY = "preflight_outcome"  # {"status", "problem", "fix", "fix_commands"}
+OUTCOME_KEY = "preflight_outcome"  # {"status", "problem", "fix", "fix_commands", "unexpected", "says_fetch"}
 ASSET_KEY = "preflight_asset"
 REQUIRED_KEY = "preflight_required"
 WARNING_KEY = "preflight_warning"
@@ -26,16 +26,20 @@ SIZE_KEY = "preflight_size"
 FIELD_KEY = "preflight_field"
 
 
-def outcome(status: Status, problem: str, fix: Fix | str = "") -> dict:
+def outcome(status: Status, problem: str, fix: Fix | str = "", unexpected: bool = False,
+            says_fetch: bool = False) -> dict:
+    """A check's result as data. ``unexpected``: an exception no check classified (``could_not_check``);
+    ``says_fetch``: the problem already holds what ``--fetch-missing`` tried (else the report adds it)."""
     fix = fix if isinstance(fix, Fix) else Fix(fix)
-    return {"status": str(status), "problem": problem, "fix": fix.text, "fix_commands": list(fix.commands)}
+    return {"status": str(status), "problem": problem, "fix": fix.text, "fix_commands": list(fix.commands),
+            "unexpected": unexpected, "says_fetch": says_fetch}
 
 
 class CheckFailed(pytest.fail.Exception):
     """A check's failure, with its status and fix as data."""
 
-    def __init__(self, status: Status, problem: str, fix: Fix | str = ""):
-        self.preflight_outcome = outcome(status, problem, fix)
+    def __init__(self, status: Status, problem: str, fix: Fix | str = "", says_fetch: bool = False):
+        self.preflight_outcome = outcome(status, problem, fix, says_fetch=says_fetch)
         text = f"{problem} — fix: {fix}" if str(fix) else problem
         super().__init__(f"{status}: {text}", pytrace=False)
 
@@ -43,8 +47,8 @@ class CheckFailed(pytest.fail.Exception):
 class CheckSkipped(pytest.skip.Exception):
     """A check that did not run, and why: optional-absent, not-checked or not-requested."""
 
-    def __init__(self, status: Status, problem: str, fix: Fix | str = ""):
-        self.preflight_outcome = outcome(status, problem, fix)
+    def __init__(self, status: Status, problem: str, fix: Fix | str = "", says_fetch: bool = False):
+        self.preflight_outcome = outcome(status, problem, fix, says_fetch=says_fetch)
         super().__init__(f"{status}: {problem}", _use_item_location=True)
 
 
@@ -61,7 +65,8 @@ def could_not_check(exc: BaseException, where: Path | str | None) -> dict:
     filename = getattr(exc, "filename", None)
     read = f" while reading {filename}" if filename else (f" while checking {where}" if where else "")
     return outcome(Status.NOT_CHECKED, f"could not check: {type(exc).__name__}: {text}{read}",
-                   "this is a bug in preflight or an unreadable file: rerun with --tb=short to see where")
+                   "this is a bug in preflight or an unreadable file: rerun with --tb=short to see where",
+                   unexpected=True)
 
 
 def for_assets(*names: str) -> list:
@@ -100,8 +105,8 @@ class AssetCheck:
     def fix(self) -> Fix:
         return self.checkup.fix(self.spec)
 
-    def state(self) -> tuple[str, str]:
-        """("present" | "absent" | "broken", detail)."""
+    def state(self) -> tuple[AssetState, str]:
+        """(present | absent | broken, detail)."""
         return asset_state(self.world, self.spec)
 
     # ------------------------------------------------------------------ verbs
@@ -113,20 +118,25 @@ class AssetCheck:
         raise CheckSkipped(status, problem, fix)
 
     def check_present(self) -> None:
-        """The presence check: a required asset that is absent fails; an optional one skips."""
+        """The presence check: a required asset that is absent fails; an optional one skips.
+
+        What a failed ``--fetch-missing`` tried is part of the message where this process fetched; under
+        xdist the fetch ran in the controller, and the report adds it to the row there.
+        """
         state, detail = self.state()
-        fetched = self.checkup.fetched.get(self.name)
         fix = self.fix
-        if fetched is not None and not fetched.ok:
+        fetched = self.checkup.fetched.get(self.name)
+        says_fetch = fetched is not None and not fetched.ok
+        if says_fetch:
             detail = f"{detail}; --fetch-missing tried: {fetched.message}"
             fix = fetched.fix or fix
-        if state == "broken":
-            self.fail(detail, fix)
-        if state == "absent":
+        if state is AssetState.BROKEN:
+            raise CheckFailed(Status.BROKEN, detail, fix, says_fetch)
+        if state is AssetState.ABSENT:
             if self.required:
-                self.fail(f"{self.spec.title}: {detail}", fix, Status.MISSING)
-            self.skip(Status.OPTIONAL_ABSENT, f"{self.spec.title} is optional for "
-                      f"{self.checkup.selection.describe()}: {detail}", fix)
+                raise CheckFailed(Status.MISSING, f"{self.spec.title}: {detail}", fix, says_fetch)
+            raise CheckSkipped(Status.OPTIONAL_ABSENT, f"{self.spec.title} is optional for "
+                               f"{self.checkup.selection.describe()}: {detail}", fix, says_fetch)
 
     def needs_present(self) -> None:
         """Every other check of an asset: nothing to check when it is not there.
@@ -135,11 +145,12 @@ class AssetCheck:
         (e.g. `-m model`), so a required asset that is absent can never read as ready.
         """
         state, detail = self.state()
-        if state == "present":
+        if state is AssetState.PRESENT:
             return
         if self.required and not self.checkup.presence_selected.get(self.name):
-            self.fail(f"{self.spec.title}: {detail}", status=Status.MISSING if state == "absent" else Status.BROKEN)
-        status = Status.OPTIONAL_ABSENT if state == "absent" and not self.required else Status.NOT_CHECKED
+            self.fail(f"{self.spec.title}: {detail}",
+                      status=Status.MISSING if state is AssetState.ABSENT else Status.BROKEN)
+        status = Status.OPTIONAL_ABSENT if state is AssetState.ABSENT and not self.required else Status.NOT_CHECKED
         self.skip(status, f"{self.name} is {state} ({detail})")
 
     def needs(self, other: str, what: object, why: str) -> None:

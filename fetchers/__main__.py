@@ -6,7 +6,7 @@
     python -m fetchers --reorganize-imagenet /path/to/ILSVRC2012_img_val.tar
 
 The fetch flags come from the registry (each asset's ``fetch_flag``); a flag whose fetcher reads an
-option (``FETCHER_INPUT``: the ImageNet val tar) takes that option's value.
+option (the registry's ``fetch_input``: the ImageNet val tar) takes that option's value.
 """
 
 from __future__ import annotations
@@ -17,20 +17,17 @@ import os
 import sys
 from pathlib import Path
 
-from fetchers.plan import FETCHER_INPUT, FETCHERS, download_size, fetch_one, size_text
-from preflight_core.findings import human_bytes
+from fetchers.plan import FETCHERS, fetch_one, size_text
+from preflight_core.findings import human_bytes, shown
 from preflight_core.options import OPTIONS, OptionError, resolve
 from preflight_core.presence import find_imagenet_tar
 from preflight_core.registry import ASSETS, DOWNLOADS
-from preflight_core.safe_io import printable
 from preflight_core.world import World
 
 PROJECT = Path(__file__).resolve().parents[1]
 # flag -> assets it fetches (the registry's fetch_flag), in the order the fetchers run
 GROUPS = {flag: [a.name for a in ASSETS.values() if a.fetch_flag == flag]
           for flag in dict.fromkeys(a.fetch_flag for a in ASSETS.values() if a.fetch_flag)}
-NOTES = {"coco_val2017": "Kaggle by default, see --coco-source",  # what a flag's help adds to the titles
-         "imagenet_val": "reorganizes a downloaded ILSVRC2012_img_val.tar (or val_blurred.tar.gz) into class folders"}
 
 
 def _dest(flag: str) -> str:
@@ -39,14 +36,14 @@ def _dest(flag: str) -> str:
 
 def _input_of(names: list[str]) -> str | None:
     """The option a flag's value stands for (e.g. ``imagenet-tar``), if its fetchers read one."""
-    return next((FETCHER_INPUT[n] for n in names if n in FETCHER_INPUT), None)
+    return next((ASSETS[n].fetch_input for n in names if ASSETS[n].fetch_input), None)
 
 
 def _help(names: list[str]) -> str:
     assets = [ASSETS[n] for n in names]
-    size = sum(filter(None, map(download_size, assets)))
+    size = sum(a.approx_bytes for a in assets)
     text = ", ".join(a.title for a in assets) + (f" ({human_bytes(size)})" if size else "")
-    notes = [NOTES[n] for n in names if n in NOTES]
+    notes = [a.fetch_note for a in assets if a.fetch_note]
     return "; ".join([text, *notes])
 
 
@@ -93,8 +90,8 @@ def settings_from(args: argparse.Namespace) -> dict:
         opt = OPTIONS[name]
         resolved = resolve(opt, None if value is None else str(value), os.environ, ini.get(opt.ini), "pytest.ini")
         out[name] = resolved.value
-        if name == "data-root" and not resolved.given_by_user and not resolved.value.is_absolute():
-            out[name] = PROJECT / resolved.value  # relative to the project, as under pytest
+        if name == "data-root" and not resolved.given_by_user and not Path(str(resolved.value)).is_absolute():
+            out[name] = PROJECT / str(resolved.value)  # relative to the project, as under pytest
     return out
 
 
@@ -103,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     names = selected(args)
     if not names:
         parser().print_usage(sys.stderr)
-        flags = " ".join(f"{f} {_input_of(n).rsplit('-', 1)[-1].upper()}" if _input_of(n) else f
+        flags = " ".join(f"{f} {option.rsplit('-', 1)[-1].upper()}" if (option := _input_of(n)) else f
                          for f, n in GROUPS.items())
         print(f"nothing selected: pass --all or one of {flags}", file=sys.stderr)
         return 2
@@ -124,19 +121,19 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for name in (n for n in FETCHERS if n in names):  # the fetchers' order: metadata before the val tar
         asset = ASSETS[name]
-        print(f"{name}: fetching {asset.title} ({size_text(asset)}) -> {printable(world.path(asset))}", flush=True)
+        print(f"{name}: fetching {asset.title} ({size_text(world, asset, settings)}) -> {shown(world.path(asset))}",
+              flush=True)
         try:
             outcome = fetch_one(world, name, settings)
         except KeyboardInterrupt as e:  # FetchInterrupted: one line, what was left and that a rerun resumes
-            print(f"\n{printable(e)}" if str(e) else f"\ninterrupted while fetching {name}", file=sys.stderr)
+            print(f"\n{shown(e)}" if str(e) else f"\ninterrupted while fetching {name}", file=sys.stderr)
             return 130
         if outcome.ok:
-            print(f"{name}: {printable(outcome.message)}")
+            print(f"{name}: {shown(outcome.message)}")
         else:  # every failure is reported once, with its fix, and the other fetches still run
             failed += 1
-            print(f"{name}: FAILED: {printable(outcome.message)}"
-                  + (f"\n{name}: fix: {printable(outcome.fix)}" if outcome.fix else ""),
-                  file=sys.stderr)
+            fix = f"\n{name}: fix: {shown(outcome.fix.text)}" if outcome.fix else ""
+            print(f"{name}: FAILED: {shown(outcome.message)}{fix}", file=sys.stderr)
     if failed:
         print(f"{failed} of {len(names)} fetches failed (the fix is under each)", file=sys.stderr)
     return 1 if failed else 0
@@ -151,7 +148,7 @@ def repair(args: argparse.Namespace, world: World, settings: dict) -> int:
         print("error: --repair goes with --reorganize-imagenet TAR alone", file=sys.stderr)
         return 2
     tar = Path(settings["imagenet-tar"])
-    print(f"imagenet_val: comparing {printable(world.path(ASSETS['imagenet_val']))} with {printable(tar)}", flush=True)
+    print(f"imagenet_val: comparing {shown(world.path(ASSETS['imagenet_val']))} with {shown(tar)}", flush=True)
     try:
         result = repair_imagenet_val(tar, world.data_root)
     except KeyboardInterrupt:
@@ -159,14 +156,15 @@ def repair(args: argparse.Namespace, world: World, settings: dict) -> int:
         return 130
     except Exception as e:  # the tar, the tree, the file system: one message and its fix
         message, fix = explain(e, world.data_root)
-        print(f"imagenet_val: FAILED: {message}" + (f"\nimagenet_val: fix: {fix}" if fix else ""), file=sys.stderr)
+        print(f"imagenet_val: FAILED: {shown(message)}" + (f"\nimagenet_val: fix: {shown(fix.text)}" if fix else ""),
+              file=sys.stderr)
         return 1
     if not result.repaired:
-        print(f"imagenet_val: all {result.n_checked:,} images equal those of {printable(tar.name)}; nothing to repair")
+        print(f"imagenet_val: all {result.n_checked:,} images equal those of {shown(tar.name)}; nothing to repair")
     else:
-        shown = ", ".join(printable(p) for p in result.repaired[:5]) + (" …" if len(result.repaired) > 5 else "")
+        names = ", ".join(shown(p) for p in result.repaired[:5]) + (" …" if len(result.repaired) > 5 else "")
         print(f"imagenet_val: re-extracted {len(result.repaired):,} of {result.n_checked:,} images from "
-              f"{printable(tar.name)} ({shown}) in {result.seconds:.1f} s; nothing else was touched")
+              f"{shown(tar.name)} ({names}) in {result.seconds:.1f} s; nothing else was touched")
     return 0
 
 

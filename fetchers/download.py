@@ -56,12 +56,12 @@ import urllib3
 from filelock import FileLock
 
 from fetchers.errors import FetchError, explain_os_error
-from preflight_core.findings import human_bytes
+from preflight_core.findings import human_bytes, shown
 from preflight_core.hashing import sha256_file
 from preflight_core.options import OPTIONS, OptionError, resolve
 from preflight_core.redact import redact  # re-exported: fetchers.download.redact
 from preflight_core.registry import RemoteFile
-from preflight_core.safe_io import printable, read_regular
+from preflight_core.safe_io import read_regular
 
 CHUNK_SIZE = 1 << 20  # bytes per buffer: per-buffer Python overhead negligible, still warm in cache when hashed
 BUFFERS = 8  # buffers in flight (received, waiting to be hashed): at most 8 MiB
@@ -249,7 +249,7 @@ def _owner(lock_path: Path) -> str:
     try:
         info = json.loads(read_regular(_owner_file(lock_path), 4096))
         since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(info["since"])))
-        return printable(f"pid {int(info['pid'])} on {info['host']}, since {since}")
+        return shown(f"pid {int(info['pid'])} on {info['host']}, since {since}")
     except (OSError, ValueError, KeyError, TypeError):
         return "a process that did not say who it is"
 
@@ -268,20 +268,20 @@ def acquire_lock(lock_path: Path, what: str, timeout: float = -1, progress: Prog
         t0 = time.monotonic()
         bar = resolve_progress(progress)(f"waiting for {Path(what).name}", watch[2] if watch else 0,
                                          "B" if watch else "s")
-        _note(bar, f"{printable(what)}: another fetch holds {printable(str(lock_path))} ({_owner(lock_path)}); "
+        _note(bar, f"{shown(what)}: another fetch holds {shown(str(lock_path))} ({_owner(lock_path)}); "
                    "waiting for it to finish")
         done, message = 0, ""
         try:
             while True:
                 try:
                     lock.acquire(timeout=1.0)
-                    message = f"{printable(what)}: the other fetch finished after {_seconds(time.monotonic() - t0)}"
+                    message = f"{shown(what)}: the other fetch finished after {_seconds(time.monotonic() - t0)}"
                     break
                 except filelock.Timeout:
                     if 0 <= timeout <= time.monotonic() - t0:
                         raise DownloadError(
-                            f"another process has been fetching {printable(what)} for more than {timeout:g} s "
-                            f"(it holds {printable(str(lock_path))}: {_owner(lock_path)})",
+                            f"another process has been fetching {shown(what)} for more than {timeout:g} s "
+                            f"(it holds {shown(str(lock_path))}: {_owner(lock_path)})",
                             "wait for it to finish, or stop it; then rerun") from None
                     if watch:
                         sizes = [p.stat().st_size for p in watch[0].glob(watch[1]) if p.is_file()]
@@ -420,7 +420,7 @@ def _describe(e: BaseException, timeout: tuple[float, float]) -> str:
         return "the connection was dropped"
     inner = chain[-1]
     text = next((line for line in str(inner).splitlines() if line.strip()), "")
-    return printable(redact(f"{type(inner).__name__}{': ' + text if text else ''}"))
+    return shown(redact(f"{type(inner).__name__}{': ' + text if text else ''}"))
 
 
 # --- the partial file ------------------------------------------------------------------------
@@ -916,10 +916,10 @@ def _check_response(r: requests.Response, shown: str, remote: RemoteFile, part: 
     """Classify the answer; returns the announced length of a wrong-size 200 (reported after an HTML sniff)."""
     code = r.status_code
     if code in (401, 403):
-        raise _UrlFailed(f"HTTP {code} {printable(r.reason)}: the server wants a login or refuses this client",
+        raise _UrlFailed(f"HTTP {code} {shown(r.reason)}: the server wants a login or refuses this client",
                          f"download {remote.filename} by hand (logged in) and put it in place")
     if code in (404, 410):
-        raise _UrlFailed(f"HTTP {code} {printable(r.reason)}: {remote.filename} is not there (moved or removed)",
+        raise _UrlFailed(f"HTTP {code} {shown(r.reason)}: {remote.filename} is not there (moved or removed)",
                          "find its new URL and update preflight_core/registry.py")
     if code == 416 and part.pos:
         at = part.pos
@@ -927,10 +927,10 @@ def _check_response(r: requests.Response, shown: str, remote: RemoteFile, part: 
         raise _Retry(f"HTTP 416 for a resume at byte {at:,}: starting over")
     if code == 429 or code >= 500:
         wait = parse_retry_after(r.headers.get("Retry-After")) if code in (429, 503) else None
-        asked = f", Retry-After {printable(r.headers.get('Retry-After'))}" if wait is not None else ""
-        raise _Retry(f"HTTP {code} {printable(r.reason)}{asked}", wait)
+        asked = f", Retry-After {shown(r.headers.get('Retry-After'))}" if wait is not None else ""
+        raise _Retry(f"HTTP {code} {shown(r.reason)}{asked}", wait)
     if code not in (200, 206):
-        raise _UrlFailed(f"unexpected HTTP {code} {printable(r.reason)}")
+        raise _UrlFailed(f"unexpected HTTP {code} {shown(r.reason)}")
     content_type = r.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if content_type == "text/html" and not _expects_html(remote.filename):
         raise _UrlFailed(*_html_message(remote))
@@ -944,7 +944,7 @@ def _check_response(r: requests.Response, shown: str, remote: RemoteFile, part: 
     if parsed is None or parsed[0] != part.pos:
         at = part.pos
         part.restart()
-        raise _Retry(f"unusable Content-Range {printable(r.headers.get('Content-Range'))} for a resume at byte {at:,}")
+        raise _Retry(f"unusable Content-Range {shown(r.headers.get('Content-Range'))} for a resume at byte {at:,}")
     if parsed[1] is not None and parsed[1] != remote.size:
         raise _UrlFailed(_size_message(remote, f"{parsed[1]:,} (Content-Range)"), _SIZE_FIX)
     return None

@@ -9,25 +9,24 @@ into that pair, so a failed fetch is always an asset's outcome with a fix that n
 from __future__ import annotations
 
 import errno
-import re
-import shlex
 from pathlib import Path
 
+from preflight_core import commands
+from preflight_core.findings import Fix, shown
 from preflight_core.options import OPTIONS
 from preflight_core.redact import redact
-from preflight_core.safe_io import printable
 
 
 class FetchError(RuntimeError):
-    """A fetch that cannot succeed as things are; ``message`` says why, ``fix`` what to do."""
+    """A fetch that cannot succeed as things are; ``message`` says why, ``fix`` what to do (text, commands)."""
 
-    def __init__(self, message: str, fix: str = "") -> None:
+    def __init__(self, message: str, fix: Fix | str = "") -> None:
         super().__init__(message)
         self.message = message
-        self.fix = fix
+        self.fix = fix if isinstance(fix, Fix) else Fix(fix)
 
     def __str__(self) -> str:
-        return f"{self.message.rstrip('.')}. Fix: {self.fix}" if self.fix else self.message
+        return f"{self.message.rstrip('.')}. Fix: {self.fix.text}" if self.fix else self.message
 
 
 class FetchInterrupted(KeyboardInterrupt):
@@ -39,43 +38,32 @@ class FetchInterrupted(KeyboardInterrupt):
 
 
 PROJECT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA_ROOT = PROJECT / OPTIONS["data-root"].default  # relative to the project, as under pytest
+DEFAULT_DATA_ROOT = PROJECT / str(OPTIONS["data-root"].default)  # relative to the project, as under pytest
 
 
-def fetch_command(flag: str, data_root: Path | None = None) -> str:
-    """The command that (re)fetches with ``flag`` into ``data_root`` (named only when not the default)."""
+def fetch_command(*args: str | Path, data_root: Path | None = None) -> str:
+    """The command that (re)fetches with ``args`` into ``data_root`` (named only when not the default)."""
     named = data_root is not None and Path(data_root).absolute() != DEFAULT_DATA_ROOT
-    return f"python -m fetchers {flag}" + (f" --data-root={data_root}" if named else "")
+    return commands.fetch_command(*args, data_root=Path(data_root) if named and data_root is not None else None)
 
 
-_FIX = re.compile(r"\s*\bFix:\s*", re.IGNORECASE)
-
-
-def explain(e: BaseException, data_root: Path | None = None) -> tuple[str, str]:
-    """(message, fix) for any failure of a fetch, on one line each, redacted."""
-    if isinstance(e, FetchError) or (isinstance(getattr(e, "message", None), str)
-                                     and isinstance(getattr(e, "fix", None), str)):  # DownloadError, until it is one
+def explain(e: BaseException, data_root: Path | None = None) -> tuple[str, Fix]:
+    """(message, fix) for any failure of a fetch: the message on one line, redacted; the fix as data."""
+    if isinstance(e, FetchError):
         message, fix = e.message, e.fix
-    elif isinstance(e, OSError) and e.errno is not None and not _has_fix(e):
-        message, fix = explain_os_error(e, data_root)
+    elif isinstance(e, OSError) and e.errno is not None:
+        message, text = explain_os_error(e, data_root)
+        fix = Fix(text)
     else:
-        # Transitional, for errors of modules that still write the fix into the text (". Fix: …"):
-        # the last "Fix:" is the one for the whole failure.
-        text = str(e) or type(e).__name__
-        last = ([None] + list(_FIX.finditer(text)))[-1]
-        message, fix = (text[:last.start()], text[last.end():]) if last else (text, "")
-        if not fix and not isinstance(e, (RuntimeError, ValueError)):
+        message, fix = str(e) or type(e).__name__, Fix()
+        if not isinstance(e, (RuntimeError, ValueError)):
             message = f"{type(e).__name__}: {message}"
-    return _one_line(message), _one_line(fix)
-
-
-def _has_fix(e: BaseException) -> bool:
-    return bool(_FIX.search(str(e)))
+    return _one_line(message), Fix(_one_line(fix.text), fix.commands)
 
 
 def _one_line(text: str) -> str:
     """One line, no secrets, no control characters (text from servers and clients is shown escaped)."""
-    return printable(redact(" ".join(str(text).split())).rstrip())
+    return shown(redact(" ".join(str(text).split())).rstrip())
 
 
 def _blocker(path: Path) -> Path | None:
@@ -108,11 +96,11 @@ def explain_os_error(e: OSError, data_root: Path | None = None) -> tuple[str, st
         folder = _folder_of(Path(path)) if path else Path.cwd()  # lsattr needs what exists: the folder
         return (f"permission denied: {where} ({reason}); nothing was changed there",
                 f"make it writable for this user (check the owner and mode of {folder} and "
-                f"`lsattr -d {shlex.quote(str(folder))}` for the immutable flag), or {choose}; then rerun")
+                f"`{commands.shell('lsattr', '-d', folder)}` for the immutable flag), or {choose}; then rerun")
     if e.errno == errno.ENOSPC or e.errno == errno.EDQUOT:
         folder = _folder_of(Path(path)) if path else Path.cwd()  # never an empty `df -h `
         return (f"no space left on the device (or quota exceeded) while writing {where}",
-                f"free space in {folder} (`df -h {shlex.quote(str(folder))}`), or {choose}; then rerun "
+                f"free space in {folder} (`{commands.shell('df', '-h', folder)}`), or {choose}; then rerun "
                 "(finished files are kept)")
     if e.errno in (errno.ENOTDIR, errno.EEXIST):
         blocker = _blocker(Path(path)) if path else None

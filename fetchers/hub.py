@@ -27,12 +27,11 @@ The decision, under a per-repo lock:
 6. **Point refs/main** at the commit (atomic rename). If it named another snapshot, the note says which and whether
    that one held other weights; that snapshot stays in the cache, loadable by its revision.
 
-The cache check (what "passes" means, and what it costs): every file up to ``HASHED_ALWAYS`` (64 MiB; SigLIP2's
-34 MB tokenizer.json included) is hashed and compared with its blob name on every fetch; larger blobs (the weights)
-are judged by name (= the pinned sha256), size (= the pinned size) and structure (the safetensors header and
-length, ``preflight_core.hf_cache.file_problem``) -- not hashed, so a fetch of a complete 4.5 GB model takes milliseconds.
-A same-size bit flip inside a large blob is ``pytest --deep``'s to find; its fix (remove the blob, fetch again)
-then replaces it here.
+The cache check is the checks' own (``preflight_core.hf_cache.cached_file_problem``): every file but the weights up
+to 64 MiB (SigLIP2's 34 MB tokenizer.json included) is hashed and compared with its blob name; the weights are
+judged by name (= the pinned sha256), size (= the pinned size) and structure (the safetensors header and length)
+-- not hashed, so a fetch of a complete 4.5 GB model takes milliseconds. A same-size bit flip inside the weights
+is ``pytest --deep``'s to find; its fix (remove the blob, fetch again) then replaces it here.
 
 Resolved at call time, not at import: ``HF_ENDPOINT`` (huggingface_hub reads it once, when
 ``huggingface_hub.constants`` is first imported, so it is passed as ``endpoint=``) and the cache (``cache_dir`` >
@@ -43,28 +42,37 @@ Errors are raised ``from None`` with the cause in the message, so no traceback s
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock
 
 from fetchers.download import DownloadError, FetchResult
+from preflight_core.commands import shell
+from preflight_core.findings import Fix
 from preflight_core.hashing import blob_digest
-from preflight_core.hf_cache import default_hf_cache, file_problem, repo_dir
-from preflight_core.registry import ASSETS, ModelFacts
+from preflight_core.hf_cache import (
+    Entry,
+    Pin,
+    SnapshotState,
+    default_hf_cache,
+    inspect_snapshot,
+    label,
+    model_fetch_command,
+    read_ref,
+    repo_dir,
+)
+from preflight_core.model_libraries import LibraryMismatch, ModelLibrary, library_of
+from preflight_core.registry import ModelFacts
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
-HASHED_ALWAYS = 64 << 20  # cached files up to this size are hashed on every fetch; larger ones: name, size, structure
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _ASIDE = ".preflight-aside-"  # a snapshot link this run moved aside: ".<name>.preflight-aside-<hex>"
-
-Entry = str | tuple[str, ...]
 
 
 class HubFetchError(DownloadError):
@@ -84,20 +92,6 @@ class HubFetchResult(FetchResult):
         return "; ".join((head, *self.notes))
 
 
-@dataclass(frozen=True)
-class Pin:
-    file: str
-    size: int
-    sha256: str
-    revision: str
-
-    @classmethod
-    def of(cls, facts: ModelFacts) -> Pin | None:
-        if not (facts.weights_file and facts.weights_sha256):
-            return None
-        return cls(facts.weights_file, facts.weights_size, facts.weights_sha256.lower(), facts.revision)
-
-
 def _print(line: str) -> None:
     print(line, flush=True)
 
@@ -115,18 +109,18 @@ def fetch_hf_model(asset_facts: ModelFacts, cache_dir: Path | None = None,
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_hf_cache()
     endpoint = (os.environ.get("HF_ENDPOINT") or "").strip().rstrip("/") or None
     shown_endpoint = endpoint or _library_endpoint()
-    if facts.library == "open_clip":
-        repo_id, candidates = _open_clip_weights(facts)
-        if pin is not None:
-            candidates = _pinned_open_clip_file(facts, pin, candidates)
-        facts = dataclasses.replace(facts, repo_id=repo_id, files=(candidates,))  # what open_clip will look for
+    library = library_of(facts)
+    try:
+        facts = library.loaded_files(facts)  # the repo and files the library's own loader reads
+    except LibraryMismatch as e:
+        raise HubFetchError(e.message, e.fix) from None
     needs: list[Entry] = _weights_first(list(facts.files), pin)
     folder = repo_dir(cache, facts.repo_id)
     t0 = time.monotonic()
     cache.mkdir(parents=True, exist_ok=True)
     lock = cache / ".locks" / "preflight" / f"{folder.name}.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
-    run = _Run(facts, pin, folder, needs, endpoint, shown_endpoint)
+    run = _Run(facts, library, pin, folder, needs, endpoint, shown_endpoint)
     with FileLock(str(lock)):
         try:
             result = run.fetch(t0)
@@ -144,102 +138,23 @@ def fetch_hf_model(asset_facts: ModelFacts, cache_dir: Path | None = None,
     return result
 
 
-# --- the state of a snapshot -------------------------------------------------------------------
-@dataclass
-class SnapshotState:
-    present: dict[str, Path]  # entry label -> the file the library will use, which passed the cache check
-    missing: list[Entry]
-    bad: dict[str, str]  # file name -> why it fails the cache check (to be downloaded again)
-    weights_blob: str | None = None  # blob name of the weights file, when it is a link into blobs/
-    other_weights: bool = False  # the weights file is there, whole, but not the pinned blob
-
-    @property
-    def complete(self) -> bool:
-        return not self.missing and not self.bad and not self.other_weights
-
-
-def inspect_snapshot(snapshot: Path, needs: Iterable[Entry], pin: Pin | None) -> SnapshotState:
-    """Each needed file of ``snapshot``: present and passing the cache check, missing, or bad (and why)."""
-    state = SnapshotState({}, [], {})
-    for entry in needs:
-        alternatives = (entry,) if isinstance(entry, str) else entry
-        there = [a for a in alternatives if os.path.lexists(snapshot / a)]
-        if not there:
-            state.missing.append(entry)
-            continue
-        name = there[0]  # the one the library will load (open_clip does not fall back from a corrupt one)
-        link = snapshot / name
-        is_weights = pin is not None and name == pin.file
-        if is_weights and link.is_symlink():
-            state.weights_blob = Path(os.readlink(link)).name
-        problem = _cache_problem(link, pin if is_weights else None)
-        if problem == _OTHER_WEIGHTS:
-            state.other_weights = True
-        elif problem:
-            state.bad[name] = problem
-        else:
-            state.present[_label(entry)] = link
-    return state
-
-
-_OTHER_WEIGHTS = "other weights"
-
-
-def _cache_problem(link: Path, pin: Pin | None) -> str | None:
-    """Why the cached ``link`` cannot be trusted (None: it can). ``pin`` for the pinned weights file."""
-    if link.is_symlink() and not link.exists():
-        return f"its blob {Path(os.readlink(link)).name[:12]}… is gone (dangling link)"
-    if not link.is_file():
-        return "not a regular file"
-    blob = link.resolve()
-    size = blob.stat().st_size
-    if pin is not None:
-        if link.is_symlink() and blob.name != pin.sha256:
-            problem = file_problem(link)
-            return f"blob {blob.name[:12]}… is not the published file, and broken: {problem}" if problem \
-                else _OTHER_WEIGHTS
-        if size != pin.size:
-            return f"{size:,} B, the published file has {pin.size:,} B: truncated or altered"
-    problem = file_problem(link)
-    if problem:
-        return problem
-    if size <= HASHED_ALWAYS or not link.is_symlink():
-        got = blob_digest(blob)
-        if link.is_symlink() and got is not None and got[1] != blob.name:
-            return f"its content no longer matches its etag ({got[0]} {got[1][:12]}…, name {blob.name[:12]}…)"
-        if not link.is_symlink() and pin is not None:  # a cache written without symlinks: hash the file itself
-            from preflight_core.hashing import sha256_file
-
-            digest = sha256_file(blob)
-            if digest != pin.sha256:
-                return f"sha256 {digest[:12]}…, the published file's is {pin.sha256[:12]}…"
-    return None
-
-
 def _no_etag(meta, endpoint: str) -> str:
     """Why the answer named no sha256: a redirect to another host (named, without credentials), or no ETag."""
     from urllib.parse import urlsplit
 
+    from preflight_core.findings import shown
     from preflight_core.redact import redact
-    from preflight_core.safe_io import printable
 
     location = getattr(meta, "location", None) or ""
     if location and urlsplit(location).hostname not in (None, urlsplit(endpoint).hostname):
-        return f"no sha256: {endpoint} redirected to {printable(redact(location.split('?', 1)[0]))}, which named none"
+        return f"no sha256: {endpoint} redirected to {shown(redact(location.split('?', 1)[0]))}, which named none"
     return "no sha256 (no ETag)"
 
 
-def _label(entry: Entry) -> str:
-    return entry if isinstance(entry, str) else " or ".join(entry)
-
-
+# --- the cache ---------------------------------------------------------------------------------
 def _read_main(folder: Path) -> str | None:
-    ref = folder / "refs" / "main"
-    try:
-        commit = ref.read_text().strip()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    return commit or None
+    commit, _ = read_ref(folder)
+    return commit
 
 
 def _write_main(folder: Path, commit: str) -> None:
@@ -261,51 +176,71 @@ def _blobs(folder: Path) -> dict[str, int]:
 
 # --- one fetch -----------------------------------------------------------------------------------
 class _Run:
-    def __init__(self, facts: ModelFacts, pin: Pin | None, folder: Path, needs: list[Entry],
+    def __init__(self, facts: ModelFacts, library: ModelLibrary, pin: Pin | None, folder: Path, needs: list[Entry],
                  endpoint: str | None, shown_endpoint: str) -> None:
-        self.facts, self.pin, self.folder, self.needs = facts, pin, folder, needs
+        self.facts, self.library, self.pin, self.folder, self.needs = facts, library, pin, folder, needs
         self.repo_id = facts.repo_id
         self.endpoint, self.shown_endpoint = endpoint, shown_endpoint
         self.revision_asked = facts.revision or "main"
         self.notes: list[str] = []
 
-    def result_path(self, snapshot: Path, state: SnapshotState) -> Path:
-        if self.facts.library == "open_clip":
-            return next(iter(state.present.values()))
-        return snapshot
-
     def fetch(self, t0: float) -> HubFetchResult:
-        pin, folder = self.pin, self.folder
-        main_before = _read_main(folder)
-        main_snapshot = folder / "snapshots" / main_before if main_before else None
-        main_state = inspect_snapshot(main_snapshot, self.needs, pin) \
+        main_before = _read_main(self.folder)
+        main_snapshot = self.folder / "snapshots" / main_before if main_before else None
+        main_state = inspect_snapshot(main_snapshot, self.needs, self.pin) \
             if main_snapshot is not None and main_snapshot.is_dir() else None
-        if main_state is not None and main_state.complete:
-            if pin and pin.revision and main_before != pin.revision:
-                self.notes.append(f"refs/main is at {main_before[:12]}, not the pinned revision {pin.revision[:12]}, "
-                                  f"but its {pin.file} is the published file")
+        if main_before and main_snapshot and main_state is not None and main_state.complete:
+            if self.pin and self.pin.revision and main_before != self.pin.revision:
+                self.notes.append(f"refs/main is at {main_before[:12]}, not the pinned revision "
+                                  f"{self.pin.revision[:12]}, but its {self.pin.file} is the published file")
             return self._result(main_snapshot, main_state, 0, t0, already=True)
-        if pin and pin.revision and pin.revision != main_before and (folder / "snapshots" / pin.revision).is_dir():
-            pinned = folder / "snapshots" / pin.revision
-            pinned_state = inspect_snapshot(pinned, self.needs, pin)
-            if pinned_state.complete:  # the published snapshot is cached whole: point refs/main at it, no request
-                _write_main(folder, pin.revision)
-                if main_before is not None:
-                    self.notes.append(self._moved_note(main_before, main_state, pin.revision))
-                return self._result(pinned, pinned_state, 0, t0, already=False)
-        # A refs/main that holds the published weights blob stays where it is (broken files are repaired there).
+        cached = self._pinned_snapshot_if_whole(main_before, main_state, t0)
+        if cached is not None:
+            return cached
+        self._refuse_offline(main_state)
+        commit, weights_name = self._resolve(self._revisions(main_before, main_state))
+        snapshot, final, downloaded = self._repair(commit, weights_name)
+        if main_before != commit:
+            _write_main(self.folder, commit)
+            if main_before is not None:
+                self.notes.append(self._moved_note(main_before, main_state, commit))
+        return self._result(snapshot, final, downloaded, t0, already=False)
+
+    def _pinned_snapshot_if_whole(self, main_before: str | None, main_state: SnapshotState | None,
+                                  t0: float) -> HubFetchResult | None:
+        """The published snapshot cached whole: point refs/main at it, no request."""
+        pin = self.pin
+        if not (pin and pin.revision and pin.revision != main_before):
+            return None
+        pinned = self.folder / "snapshots" / pin.revision
+        if not pinned.is_dir():
+            return None
+        pinned_state = inspect_snapshot(pinned, self.needs, pin)
+        if not pinned_state.complete:
+            return None
+        _write_main(self.folder, pin.revision)
+        if main_before is not None:
+            self.notes.append(self._moved_note(main_before, main_state, pin.revision))
+        return self._result(pinned, pinned_state, 0, t0, already=False)
+
+    def _revisions(self, main_before: str | None, main_state: SnapshotState | None) -> list[str]:
+        """Which commits to ask for, in order: a refs/main holding the published weights blob stays where it is
+        (broken files are repaired there); else the pinned revision; else main (taken only with the pinned weights)."""
+        pin = self.pin
         keeps = pin is not None and main_state is not None and main_state.weights_blob == pin.sha256
         revisions = list(dict.fromkeys(r for r in ((main_before if keeps else None),
                                                    (pin.revision if pin else None) or self.facts.revision or None,
                                                    "main" if pin else None) if r))
-        revisions = revisions or ["main"]
-        self._refuse_offline(main_state)
-        commit, weights_name = self._resolve(revisions)
+        return revisions or ["main"]
+
+    def _repair(self, commit: str, weights_name: str | None) -> tuple[Path, SnapshotState, int]:
+        """Download into snapshot ``commit`` what it lacks or holds broken; verify; (snapshot, its state, bytes)."""
+        pin, folder = self.pin, self.folder
         snapshot = folder / "snapshots" / commit
         created_snapshot = not snapshot.exists()
-        dest = inspect_snapshot(snapshot, self.needs, pin) if not created_snapshot else SnapshotState({}, [], {})
-        if dest.other_weights:  # e.g. a mirror's re-upload once cached under the pinned commit id: replace the link
-            dest.bad[pin.file] = f"its blob {dest.weights_blob[:12]}… is not the published file"
+        dest = inspect_snapshot(snapshot, self.needs, pin) if not created_snapshot else SnapshotState()
+        if dest.other_weights and pin is not None:  # e.g. a mirror's re-upload once cached under the pinned commit id
+            dest.bad[pin.file] = f"its blob {(dest.weights_blob or '?')[:12]}… is not the published file"
         before = _blobs(folder)
         aside: dict[str, tuple[Path, Path]] = {}  # file -> (its link, where this run moved it): put back on failure
         try:
@@ -335,19 +270,15 @@ class _Run:
             moved.unlink()
             self.notes.append(f"replaced {name} in snapshot {commit[:12]} (it was {old}: {dest.bad[name]})")
         downloaded = sum((folder / "blobs" / b).stat().st_size for b in written if (folder / "blobs" / b).is_file())
-        if main_before != commit:
-            _write_main(folder, commit)
-            if main_before is not None:
-                self.notes.append(self._moved_note(main_before, main_state, commit))
-        return self._result(snapshot, final, downloaded, t0, already=False)
+        return snapshot, final, downloaded
 
     def _result(self, snapshot: Path, state: SnapshotState, downloaded: int, t0: float,
                 already: bool) -> HubFetchResult:
         weights = state.present.get(self.pin.file) if self.pin else None
         blob = Path(os.readlink(weights)).name if weights is not None and weights.is_symlink() else ""
         url = None if already else f"{self.shown_endpoint}/{self.repo_id}"
-        return HubFetchResult(self.result_path(snapshot, state), downloaded, time.monotonic() - t0, url, already,
-                              snapshot.name, blob, tuple(self.notes))
+        return HubFetchResult(self.library.fetched_path(snapshot, state.present), downloaded, time.monotonic() - t0,
+                              url, already, snapshot.name, blob, tuple(self.notes))
 
     # -- the network -------------------------------------------------------------------------------
     def _refuse_offline(self, main_state: SnapshotState | None) -> None:
@@ -357,28 +288,21 @@ class _Run:
             return
         if main_state is None:
             what = "the cache has no snapshot of it on refs/main"
-        elif main_state.other_weights:
+        elif main_state.other_weights and self.pin is not None:
             what = f"refs/main's {self.pin.file} is not the published file"
         else:
-            parts = [f"{_label(e)} missing" for e in main_state.missing]
+            parts = [f"{label(e)} missing" for e in main_state.missing]
             parts += [f"{n} broken ({why})" for n, why in main_state.bad.items()]
             what = "; ".join(parts) or "the cache is incomplete"
         raise offline_error(self.repo_id, what)
-
-    def _library(self) -> dict[str, str]:
-        if self.facts.library != "open_clip":
-            return {}
-        try:
-            import open_clip
-        except ImportError:
-            return {}
-        return {"library_name": "open_clip", "library_version": open_clip.__version__}
 
     def _head(self, name: str, revision: str):
         from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
         url = hf_hub_url(self.repo_id, name, revision=revision, endpoint=self.endpoint)
-        return get_hf_file_metadata(url, endpoint=self.endpoint, **self._library())
+        info = self.library.client_info()
+        return get_hf_file_metadata(url, endpoint=self.endpoint, library_name=info.get("library_name"),
+                                    library_version=info.get("library_version"))
 
     def _resolve(self, revisions: list[str]) -> tuple[str, str | None]:
         """(commit, weights file name) after one HEAD of the weights file; refuses other weights than the pin.
@@ -403,7 +327,7 @@ class _Run:
         if meta is None:
             raise HubFetchError(
                 f"{self.repo_id} has none of {', '.join(names)} at {revision} on {self.shown_endpoint}, "
-                f"{'the weights open_clip looks for' if self.facts.library == 'open_clip' else 'which the model needs'}.",
+                f"{self.library.needs_text}.",
                 f"check the repo on https://huggingface.co/{self.repo_id}/tree/{revision} and preflight_core/registry.py.")
         commit = meta.commit_hash or (revision if _COMMIT.match(revision) else None)
         if commit is None or not _COMMIT.match(commit):
@@ -437,24 +361,26 @@ class _Run:
         from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import RemoteEntryNotFoundError
 
+        info = self.library.client_info()
         missing_from_repo: list[str] = []
         for entry in self.needs:
             alternatives = (entry,) if isinstance(entry, str) else entry
-            if _label(entry) in dest.present:
+            if label(entry) in dest.present:
                 continue  # cached at this commit and passed the cache check
-            if weights_name in alternatives:
+            if weights_name is not None and weights_name in alternatives:
                 alternatives = (weights_name,)  # the HEAD found it: the one to fetch
             got = False
             for name in alternatives:
                 try:
                     hf_hub_download(self.repo_id, name, revision=commit, cache_dir=self.folder.parent,
-                                    endpoint=self.endpoint, force_download=name in dest.bad, **self._library())
+                                    endpoint=self.endpoint, force_download=name in dest.bad,
+                                    library_name=info.get("library_name"), library_version=info.get("library_version"))
                 except RemoteEntryNotFoundError:
                     continue
                 got = True
                 break
             if not got:
-                missing_from_repo.append(_label(entry))
+                missing_from_repo.append(label(entry))
         if missing_from_repo:  # the repo lacks a needed file
             raise HubFetchError(
                 f"{self.repo_id} (commit {commit}) has no {', '.join(missing_from_repo)}; the model needs "
@@ -496,23 +422,25 @@ class _Run:
             "rerun the fetch; if it happens again, check HF_ENDPOINT and the proxy.")
 
     def _incomplete(self, commit: str, state: SnapshotState) -> HubFetchError:
-        parts = [f"{_label(e)} missing" for e in state.missing]
+        parts = [f"{label(e)} missing" for e in state.missing]
         parts += [f"{n}: {why}" for n, why in state.bad.items()]
-        if state.other_weights:
-            parts.append(f"{self.pin.file} is blob {state.weights_blob[:12]}…, published {self.pin.sha256[:12]}…")
+        if state.other_weights and self.pin is not None:
+            parts.append(f"{self.pin.file} is blob {(state.weights_blob or '?')[:12]}…, published "
+                         f"{self.pin.sha256[:12]}…")
         return HubFetchError(
             f"{self.repo_id}: after the fetch, snapshot {commit[:12]} is still not usable ({'; '.join(parts)}); "
             "refs/main was left as it was.",
-            f"remove {self.folder} (a cache folder) and run {fetch_command(self.repo_id)} again.")
+            Fix(f"remove {self.folder} (a cache folder) and run {model_fetch_command(self.repo_id)} again.",
+                (shell("rm", "-rf", "--", self.folder), model_fetch_command(self.repo_id))))
 
     def _moved_note(self, old: str, old_state: SnapshotState | None, commit: str) -> str:
         if old_state is None:
             why = "a snapshot that is not in the cache"
         elif old_state.other_weights and self.pin:
-            why = (f"whose {self.pin.file} is {old_state.weights_blob[:12]}…, not the published "
+            why = (f"whose {self.pin.file} is {(old_state.weights_blob or '?')[:12]}…, not the published "
                    f"{self.pin.sha256[:12]}…")
         else:
-            gaps = [_label(e) for e in old_state.missing] + list(old_state.bad)
+            gaps = [label(e) for e in old_state.missing] + list(old_state.bad)
             why = f"incomplete: {', '.join(gaps)}" if gaps else "another snapshot"
         kept = f"; snapshot {old[:12]} is still in the cache (load it with revision='{old}')" \
             if old_state is not None else ""
@@ -529,70 +457,15 @@ def _weights_first(needs: list[Entry], pin: Pin | None) -> list[Entry]:
     return sorted(needs, key=lambda e: not is_weights(e))
 
 
-def _pinned_open_clip_file(facts: ModelFacts, pin: Pin, names: tuple[str, ...]) -> tuple[str, ...]:
-    """The pinned weights file, which must be the first file open_clip looks for (else it loads another)."""
-    if pin.file not in names:
-        raise HubFetchError(
-            f"open_clip looks for {' then '.join(names)} in {facts.repo_id}, not for the pinned {pin.file}.",
-            "check weights_file in preflight_core/registry.py and the installed open_clip version.")
-    if names[0] != pin.file:
-        raise HubFetchError(
-            f"open_clip would load {names[0]} from {facts.repo_id} before the pinned {pin.file} "
-            "(it reads .safetensors files only when the safetensors package is installed).",
-            "pip install safetensors (see requirements.txt), then fetch again.")
-    return (pin.file,)
-
-
-def _open_clip_weights(facts: ModelFacts) -> tuple[str, tuple[str, ...]]:
-    """(repo, file names in the order open_clip tries them) for ``pretrained="openai"``."""
-    alternatives = next((f for f in facts.files if isinstance(f, tuple)), None)
-    fallback = alternatives or tuple(f for f in facts.files if isinstance(f, str))
-    try:
-        import open_clip
-        from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
-    except ImportError:  # open_clip absent: the registry's facts say the same thing
-        return facts.repo_id, fallback
-    name = facts.open_clip_name or ""
-    cfg = open_clip.get_pretrained_cfg(name, "openai")
-    if not cfg.get("hf_hub"):
-        raise HubFetchError(
-            f"open_clip {open_clip.__version__} knows no 'openai' weights on the Hugging Face Hub for {name!r}, "
-            f"so `open_clip.create_model_and_transforms({name!r}, pretrained='openai')` cannot load them. "
-            "check open_clip_name in preflight_core/registry.py and the installed open_clip version.")
-    repo_id, filename = os.path.split(cfg["hf_hub"])  # "org/repo/" -> no file name: open_clip's default
-    filename = filename or HF_WEIGHTS_NAME
-    if repo_id != facts.repo_id:
-        raise HubFetchError(
-            f"open_clip {open_clip.__version__} loads {name} 'openai' weights from {repo_id}, the registry says "
-            f"{facts.repo_id}.", f"update repo_id in preflight_core/registry.py to {repo_id}.")
-    names = [filename]
-    if filename == HF_WEIGHTS_NAME:
-        names.insert(0, HF_SAFE_WEIGHTS_NAME)
-    elif filename.endswith((".bin", ".pth")):
-        names.insert(0, filename[:-4] + ".safetensors")
-    try:
-        import safetensors  # noqa: F401  (open_clip skips the safetensors file without it)
-    except ImportError:
-        names = names[-1:]
-    return repo_id, tuple(names)
-
-
 # --- errors ------------------------------------------------------------------------------------
-def fetch_command(repo_id: str) -> str:
-    """The registry's command that fetches ``repo_id`` (``python -m fetchers --siglip2``)."""
-    asset = next((a for a in ASSETS.values() if a.location == repo_id), None)
-    commands = tuple(getattr(asset.fix, "commands", ())) if asset is not None else ()
-    return " && ".join(commands) if commands else f"hf download {repo_id}"
-
-
 def offline_error(repo_id: str, what: str) -> HubFetchError:
     """The refusal under HF_HUB_OFFLINE, with the command that works as printed (a fresh process reads the env;
     ``HF_HUB_OFFLINE=0`` also outranks TRANSFORMERS_OFFLINE)."""
     set_by = [f"{v}={os.environ[v]}" for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") if os.environ.get(v)]
     how = " and ".join(set_by) if set_by else "offline mode"
     return HubFetchError(f"cannot fetch {repo_id} ({what}): {how} is set, so huggingface_hub makes no requests.",
-                         f"HF_HUB_OFFLINE=0 {fetch_command(repo_id)} (online for this one command; the checks and "
-                         "your experiments can stay offline).")
+                         Fix(f"{model_fetch_command(repo_id, hub_online=True)} (online for this one command; the checks and "
+                             "your experiments can stay offline).", (model_fetch_command(repo_id, hub_online=True),)))
 
 
 def _library_endpoint() -> str:

@@ -35,13 +35,14 @@ from typing import BinaryIO
 from filelock import FileLock
 
 from fetchers.download import ProgressArg, _note, check_free_space, resolve_progress
-from fetchers.errors import FetchError, explain
-from preflight_core.findings import Finding, human_bytes
+from fetchers.errors import FetchError, explain, fetch_command
+from preflight_core.commands import move_aside
+from preflight_core.findings import Finding, Fix, human_bytes, shown
 from preflight_core.imagenet_files import MAX_IMAGE_BYTES, bad_synset_lines, parse_synsets
-from preflight_core.registry import IMAGENET_META_FILES, IMAGENET_VAL_BLURRED, IMAGENET_VAL_TAR
-from preflight_core.safe_io import open_regular, printable
+from preflight_core.registry import ASSETS, IMAGENET_META_FILES, IMAGENET_VAL_BLURRED, IMAGENET_VAL_TAR
+from preflight_core.safe_io import open_regular
 
-DEST_NAME = "imagenet_val"
+DEST_NAME = ASSETS["imagenet_val"].location  # under the data root
 FLAT = re.compile(r"ILSVRC2012_val_(\d{8})\.JPEG")
 BLURRED = re.compile(r"val_blurred/(n\d{8})/ILSVRC2012_val_(\d{8})\.jpg")
 BLURRED_DIR = re.compile(r"val_blurred(/n\d{8})?")
@@ -89,7 +90,7 @@ def read_synsets(path: Path) -> list[str]:
     if not labels or bad:
         raise ReorganizeError(f"{path} is not a val synsets file (one wnid such as n01440764 per line): "
                               f"{'it is empty' if not labels else f'line {bad[0][0]} is {bad[0][1]!r}'}",
-                              f"move it aside (mv {path} {path}.old) and run python -m fetchers --imagenet-map")
+                              f"move it aside ({move_aside(path, '.old')}) and fetch it again (python -m fetchers --imagenet-map)")
     return labels
 
 
@@ -123,21 +124,21 @@ class _Plan:
         name = ti.name
         parts = name.split("/")
         if name.startswith("/") or ".." in parts or "\\" in name:
-            raise UnsafeMember(f"refusing {self.tar}: member {printable(name)} has an unsafe path (absolute or '..'); "
+            raise UnsafeMember(f"refusing {self.tar}: member {shown(name)} has an unsafe path (absolute or '..'); "
                                f"it was not extracted", f"this is not an ImageNet val tar: {REDOWNLOAD}")
         if not (ti.isreg() or ti.isdir()):
             kind = ("a symlink" if ti.issym() else "a hard link" if ti.islnk()
                     else "a device, FIFO or other special file")
-            raise UnsafeMember(f"refusing {self.tar}: member {printable(name)} is {kind}; only regular image files are "
+            raise UnsafeMember(f"refusing {self.tar}: member {shown(name)} is {kind}; only regular image files are "
                                f"expected", f"this is not an ImageNet val tar: {REDOWNLOAD}")
         if ti.isreg() and ti.size > MAX_IMAGE_BYTES:
-            raise UnsafeMember(f"refusing {self.tar}: member {printable(name)} claims {human_bytes(ti.size)}, more than "
+            raise UnsafeMember(f"refusing {self.tar}: member {shown(name)} claims {human_bytes(ti.size)}, more than "
                                f"any val image can be (at most {human_bytes(MAX_IMAGE_BYTES)}); not a byte of it "
                                f"was written", f"this is not an ImageNet val tar: {REDOWNLOAD}")
         self.headers += 1
         if self.headers > self.max_headers:
             raise UnsafeMember(f"refusing {self.tar}: more than {self.max_headers:,} members (the last read: "
-                               f"{printable(name)}); a val tar has one per image and class folder",
+                               f"{shown(name)}); a val tar has one per image and class folder",
                                f"this is not an ImageNet val tar: {REDOWNLOAD}")
         name = "/".join(p for p in parts if p not in ("", "."))
         if ti.isdir():
@@ -240,7 +241,7 @@ class _Source:
         try:
             self.file = open_regular(tar)
         except OSError as e:
-            why = printable(e) if e.errno is None else f"{printable(str(tar))}: {e.strerror}"
+            why = shown(e) if e.errno is None else f"{shown(str(tar))}: {e.strerror}"
             raise ReorganizeError(f"cannot read the tar: {why}",
                                   f"pass the path of the downloaded tar file; {REDOWNLOAD}") from None
 
@@ -299,7 +300,7 @@ def _check_ratio(tf: tarfile.TarFile, member: str) -> None:
     expanded, consumed = _expanded(tf), source.tell()
     if expanded is not None and expanded > BOMB_AFTER and expanded > BOMB_RATIO * max(consumed, 1):
         raise UnsafeMember(f"refusing {source.tar}: {human_bytes(consumed)} of it expanded to {human_bytes(expanded)} "
-                           f"(more than {BOMB_RATIO}×; JPEGs barely compress) by member {printable(member)}: a "
+                           f"(more than {BOMB_RATIO}×; JPEGs barely compress) by member {shown(member)}: a "
                            f"decompression bomb, not a val tar; reading stopped",
                            f"this is not an ImageNet val tar: {REDOWNLOAD}")
 
@@ -351,7 +352,7 @@ def reorganize_imagenet_tar(
                               f"https://image-net.org (account needed) and pass its path")
     if not synsets_path.is_file():
         raise ReorganizeError(f"{synsets_path} is missing; it labels the val images",
-                              f"python -m fetchers --imagenet-map --data-root={root}")
+                              Fix.run(fetch_command("--imagenet-map", data_root=root)))
     labels = read_synsets(synsets_path)
     root.mkdir(parents=True, exist_ok=True)
     dest, partial, marker = root / DEST_NAME, root / f".{DEST_NAME}.partial", root / f".{DEST_NAME}.json"
@@ -544,10 +545,10 @@ def repair_imagenet_val(tar_path: Path, data_root: Path, synsets_path: Path | No
     dest, staging = root / DEST_NAME, root / f".{DEST_NAME}.repair"
     if not dest.is_dir():
         raise ReorganizeError(f"{dest} does not exist: there is no tree to repair",
-                              f"python -m fetchers --reorganize-imagenet {tar} --data-root={root} (without --repair)")
+                              Fix.run(fetch_command("--reorganize-imagenet", tar, data_root=root)))
     if not synsets_path.is_file():
         raise ReorganizeError(f"{synsets_path} is missing; it labels the val images",
-                              f"python -m fetchers --imagenet-map --data-root={root}")
+                              Fix.run(fetch_command("--imagenet-map", data_root=root)))
     labels = read_synsets(synsets_path)
     with FileLock(str(root / f".{DEST_NAME}.lock")):
         plan, damaged, n_checked = _Plan(tar, labels), set(), 0
@@ -585,7 +586,7 @@ def repair_imagenet_val(tar_path: Path, data_root: Path, synsets_path: Path | No
                     out = staging / target.replace("/", "__")
                     _copy(tf, ti, str(out), tar)
                     if out.stat().st_size != ti.size:
-                        raise ReorganizeError(f"{printable(ti.name)} came out of {tar} as {out.stat().st_size:,} "
+                        raise ReorganizeError(f"{shown(ti.name)} came out of {tar} as {out.stat().st_size:,} "
                                               f"bytes, not {ti.size:,}; nothing was replaced", REDOWNLOAD)
                     staged.append((out, dest / target, ti.size))
             for out, final, _ in staged:  # all verified: now each one replaces its damaged file, atomically

@@ -35,10 +35,12 @@ from filelock import FileLock
 
 from fetchers.download import MIRROR_ENV, DownloadError, ExistingFileDiffers, FetchResult, mirrored
 from fetchers.errors import fetch_command
-from preflight_core.registry import COCO_KAGGLE_HANDLE, COCO_KAGGLE_PATH
+from preflight_core.commands import shell
+from preflight_core.findings import Fix
+from preflight_core.registry import ASSETS, COCO_KAGGLE_HANDLE, COCO_KAGGLE_PATH
 
 ENDPOINT_ENV = "PREFLIGHT_KAGGLE_ENDPOINT"
-LINK_NAME = "coco_val2017"
+LINK_NAME = ASSETS["coco_val2017"].location  # data_root/<this> links into the kagglehub cache
 TOKEN_PAGE = "https://www.kaggle.com/settings"
 _ENDPOINT_LOCK = threading.Lock()
 
@@ -78,7 +80,8 @@ def fetch_coco_kaggle(data_root: Path, handle: str = COCO_KAGGLE_HANDLE, path: s
     path = normalize_dataset_path(path)
     url = h.to_url()
     expected = Path(Cache().get_path(h, path)) if h.is_versioned() else None
-    command = f"`{fetch_command('--coco', data_root)}`"
+    rerun = fetch_command("--coco", data_root=data_root)
+    command = f"`{rerun}`"
     _check_link_slot(link, expected, command)  # before any download: an occupied slot is reported, not replaced
     source = kaggle_credential_source()
     _warn_about_permissions(source)
@@ -90,18 +93,18 @@ def fetch_coco_kaggle(data_root: Path, handle: str = COCO_KAGGLE_HANDLE, path: s
         cache = Cache()
         cached = cache.load_from_cache(h, path) if h.is_versioned() else None
         if cached:  # kagglehub's completion marker is there: the same checks as after a download
-            marker = Path(cache._get_completion_marker_filepath(h, path))
-            _check_download(Path(cached), handle, path, marker, "kagglehub's cache holds", command)
+            done = Path(cache._get_completion_marker_filepath(h, path))
+            _check_download(Path(cached), handle, path, done, "kagglehub's cache holds", rerun)
             _check_link_slot(link, Path(cached), command)
             _make_link(link, Path(cached))
             return FetchResult(link, 0, time.monotonic() - t0, None, True)
         before = _sizes(expected) if expected else {}
-        out = Path(_download(handle, path, url, source, endpoint or api_endpoint(), command))
+        got = Path(_download(handle, path, url, source, endpoint or api_endpoint(), command))
         marker = Path(cache._get_completion_marker_filepath(h, path)) if h.is_versioned() else None
-        _check_download(out, handle, path, marker, "kagglehub returned", command)
-        _check_link_slot(link, out, command)
-        _make_link(link, out)
-        downloaded = sum(size for rel, size in _sizes(out).items() if before.get(rel) != size)
+        _check_download(got, handle, path, marker, "kagglehub returned", rerun)
+        _check_link_slot(link, got, command)
+        _make_link(link, got)
+        downloaded = sum(size for rel, size in _sizes(got).items() if before.get(rel) != size)
     return FetchResult(link, downloaded, time.monotonic() - t0, url, False)
 
 
@@ -154,7 +157,7 @@ def _warn_about_permissions(source: CredentialSource | None) -> None:
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             warnings.warn(
                 f"{f} holds a Kaggle credential and is accessible to other users (mode {stat.filemode(mode)}). "
-                f"Fix: chmod 600 {f}", KaggleCredentialsWarning, stacklevel=3)
+                f"({shell('chmod', '600', f)} makes it private)", KaggleCredentialsWarning, stacklevel=3)
 
 
 def _no_credentials() -> tuple[str, str]:
@@ -216,7 +219,7 @@ def _download(handle: str, path: str, url: str, source: CredentialSource | None,
         if status == 401 and source is None:
             none, create = _no_credentials()
             message, fix = f"Kaggle answered HTTP 401 (not signed in) for {what}: {none}", f"{create}; then rerun {command}"
-        elif status == 401:
+        elif status == 401 and source is not None:
             message = f"Kaggle rejected the credentials from {source.where} (HTTP 401) for {what}"
             fix = (f"the token or key may be wrong, expired or revoked: create a new one at {TOKEN_PAGE} and put it "
                    f"in {source.where}; then rerun {command}")
@@ -251,28 +254,29 @@ def _check_link_slot(link: Path, target: Path | None, command: str) -> None:
         if target is not None and (current == Path(os.path.abspath(target))
                                    or os.path.realpath(current) == os.path.realpath(target)):
             return
-        what, remove = f"a symlink to {current}", f"remove the link (`rm {link}`)"
+        what, remove = f"a symlink to {current}", f"remove the link (`{shell('rm', '--', link)}`)"
     else:
         what, remove = ("a folder" if link.is_dir() else "a file"), "move it away"
     goal = f"the kagglehub download at {target}" if target else "a link to the kagglehub download"
     raise ExistingFileDiffers(
-        f"{link} already exists and is {what}, not {goal}. It was left untouched and nothing was downloaded. "
-        f"Fix: if it holds COCO val2017, fix what the checks report about it instead; if it is stale, {remove} "
+        f"{link} already exists and is {what}, not {goal}. It was left untouched and nothing was downloaded.",
+        f"if it holds COCO val2017, fix what the checks report about it instead; if it is stale, {remove} "
         f"and rerun {command}.")
 
 
-def _check_download(out: Path, handle: str, path: str, marker: Path | None, said: str, command: str) -> None:
+def _check_download(out: Path, handle: str, path: str, marker: Path | None, said: str, rerun: str) -> None:
     """Raise unless ``out`` is a folder holding files (what a folder download of ``path`` must give)."""
     if out.is_dir() and not out.is_symlink() and any(p.is_file() for p in out.iterdir()):
         return
     what = ("nothing" if not (out.exists() or out.is_symlink()) else "a symlink" if out.is_symlink()
             else "an empty folder" if out.is_dir() else "a file")
-    remove = f"rm -rf {out}" + (f" {marker}" if marker else "")
+    remove = shell("rm", "-rf", "--", out, *([marker] if marker else []))
     raise KaggleFetchError(
         f"{said} {what} at {out}, where the folder {path} of {handle} should be (a folder of images); "
         f"data_root/{LINK_NAME} was not linked to it",
-        f"remove that cache entry ({remove}) and rerun {command}; if Kaggle serves {path} as a "
-        f"file again, check COCO_KAGGLE_PATH in preflight_core/registry.py or use `--coco-source official`")
+        Fix(f"remove that cache entry ({remove}) and rerun `{rerun}`; if Kaggle serves {path} as a "
+            f"file again, check COCO_KAGGLE_PATH in preflight_core/registry.py or use `--coco-source official`",
+            (remove, rerun)))
 
 
 def _make_link(link: Path, target: Path) -> None:

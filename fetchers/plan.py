@@ -20,10 +20,11 @@ from filelock import FileLock
 
 from fetchers.download import check_free_space, fetch_file
 from fetchers.errors import FetchError, FetchInterrupted, explain, fetch_command
-from preflight_core.findings import human_bytes
-from preflight_core.hf_cache import cache_report, weights_identity
+from preflight_core.commands import move_aside, shell
+from preflight_core.findings import Fix, human_bytes
+from preflight_core.hf_cache import Identity, cache_report, weights_identity
 from preflight_core.imagenet_files import derive_wnid_to_label
-from preflight_core.presence import asset_state, find_imagenet_tar
+from preflight_core.presence import AssetState, asset_state, find_imagenet_tar
 from preflight_core.registry import (
     ASSETS,
     CLASS_INDEX,
@@ -31,47 +32,46 @@ from preflight_core.registry import (
     DOWNLOADS,
     IMAGENET_META_FILES,
     IMAGENET_VAL_TAR,
-    META_FILENAMES,
     WNID_TO_LABEL_FILENAME,
     Asset,
+    AssetKind,
 )
 from preflight_core.world import World
 
 __all__ = ["FETCHERS", "FetchError", "FetchOutcome", "fetch_missing", "fetch_one"]
 
 
-
 @dataclass(frozen=True)
 class FetchOutcome:
-    """What one fetch did, for the report: ``ok`` (the asset is there now), a message, a fix when not ok."""
+    """What one fetch did, for the report: ``ok`` (the asset is there now), a message, a fix when not ok.
+
+    ``notes``: what else the fetch did or found (a cached file it replaced, refs/main moved), for the row.
+    """
 
     asset: str
     ok: bool
     message: str
-    fix: str = ""
+    fix: Fix = Fix()
     changed: bool = False  # something was written (downloaded, linked, reorganized)
+    notes: tuple[str, ...] = ()
 
 
 def _summary(n_bytes: int, seconds: float, what: str = "fetched") -> str:
     return f"{what} {human_bytes(n_bytes)} in {seconds:.1f} s"
 
 
-def download_size(asset: Asset) -> int | None:
-    """About how many bytes fetching ``asset`` transfers, from the registry's pins."""
-    if asset.kind == "model":
-        return asset.facts.weights_size or asset.facts.approx_weight_bytes or None
-    return {"imagenet_val": IMAGENET_VAL_TAR.size, "coco_val2017": COCO_VAL_ZIP.size,
-            "imagenet_meta": sum(f.size for f in IMAGENET_META_FILES.values())}.get(asset.name)
+def size_text(world: World, asset: Asset, settings: dict) -> str:
+    """What fetching ``asset`` moves: the local tar a reorganize reads, else the registry's download size."""
+    if asset.fetch_input == "imagenet-tar":
+        tar = find_imagenet_tar(world, settings)
+        if tar is not None and tar.is_file():
+            return f"{human_bytes(tar.stat().st_size)} local tar"
+    return asset.size_hint
 
 
-def size_text(asset: Asset) -> str:
-    n = download_size(asset)
-    return human_bytes(n) if n else asset.size_hint
-
-
-def rerun(world: World, flag: str) -> str:
-    """The command that (re)fetches with ``flag`` into this world's data root."""
-    return fetch_command(flag, world.data_root)
+def rerun(world: World, *args: str) -> str:
+    """The command that (re)fetches with ``args`` into this world's data root."""
+    return fetch_command(*args, data_root=world.data_root)
 
 
 # ----------------------------------------------------------------------------- policy
@@ -82,27 +82,26 @@ def needs_fetch(world: World, asset: Asset) -> bool:
     or weights other than the published ones (never: a user's data files that differ)."""
     state, _ = asset_state(world, asset)
     path = world.path(asset)
-    if state == "absent" or (state == "broken" and path.is_symlink()):
+    if state is AssetState.ABSENT or (state is AssetState.BROKEN and path.is_symlink()):
         return True
-    if asset.name == "imagenet_meta":
-        return not all((path / name).is_file() for name in META_FILENAMES)
-    if asset.kind == "model":  # the HF cache is a cache: broken files and other weights are fetched again
+    if asset.fetch_fills_in:
+        return not all((path / name).is_file() for name in asset.fetch_fills_in)
+    if asset.kind is AssetKind.MODEL:  # the HF cache is a cache: broken files and other weights are fetched again
         facts = world.facts_for(asset)
-        report = cache_report(facts, world.hf_cache)
+        report = cache_report(facts, world.hf_cache)  # the checks' answer: small files hashed
         return bool(report.missing or report.broken) or \
-            weights_identity(facts, world.hf_cache).status in ("other", "unverified")
+            weights_identity(facts, world.hf_cache).status in (Identity.OTHER, Identity.UNVERIFIED)
     return False
 
 
-# Fetchers that put a link where the asset goes (or refuse an existing folder): an empty folder is in the way.
-# The others fill an empty folder in place (metadata) or rename onto it (the reorganized val tree).
-NEEDS_FREE_SLOT = frozenset({"coco_val2017"})
-
-
 def free_empty_folder(world: World, asset: Asset) -> None:
-    """An empty folder where a data asset goes holds nothing of the user's: make room for the fetch."""
+    """An empty folder where a data asset goes holds nothing of the user's: make room for the fetch.
+
+    Only for fetches that put a link (or a new folder) where the asset goes (``fetch_needs_free_slot``);
+    the others fill an empty folder in place (metadata) or rename onto it (the reorganized val tree).
+    """
     path = world.path(asset)
-    if asset.name in NEEDS_FREE_SLOT and path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+    if asset.fetch_needs_free_slot and path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
         path.rmdir()  # may fail (read-only, immutable, a mount point): fetch_one makes that the asset's outcome
 
 
@@ -124,7 +123,7 @@ def _derive_wnid_to_label(folder: Path, command: str) -> bool:
     """Write wnid_to_label.json from the class index, atomically (True); an existing one is kept and checked."""
     data = (json.dumps(derive_wnid_to_label(json.loads((folder / CLASS_INDEX).read_text())), indent=1) + "\n").encode()
     final = folder / WNID_TO_LABEL_FILENAME
-    aside = f"mv {final} {final}.old && {command}"
+    aside = Fix.run(move_aside(final, ".old"), command)
     with FileLock(str(folder / f".{WNID_TO_LABEL_FILENAME}.lock")):
         if final.exists() or final.is_symlink():
             try:
@@ -152,7 +151,7 @@ def fetch_imagenet_val(world: World, settings: dict) -> FetchOutcome:
             f"1. log in at https://image-net.org and download {IMAGENET_VAL_TAR.filename} "
             f"({human_bytes(IMAGENET_VAL_TAR.size)}) or the face-blurred val_blurred.tar.gz; 2. put it in "
             f"{world.data_root / DOWNLOADS}/ or pass --imagenet-tar=PATH; 3. run "
-            f"{rerun(world, '--reorganize-imagenet PATH')} (or pytest --fetch-missing again)")
+            f"{rerun(world, '--reorganize-imagenet', 'PATH')} (or pytest --fetch-missing again)")
     if not world.path("imagenet_meta").joinpath(IMAGENET_META_FILES["val_synsets"].filename).is_file():
         fetch_imagenet_meta(world, settings)
     result = reorganize_imagenet_tar(tar, world.data_root)
@@ -189,8 +188,8 @@ def fetch_coco_official(world: World, settings: dict) -> FetchOutcome:
 def _refuse_existing(dest: Path) -> None:
     if dest.exists() or dest.is_symlink():
         raise FetchError(f"{dest} already exists; it was left untouched and nothing was extracted",
-                         f"if it is stale, move it away (mv {dest} {dest}.old) and rerun; if it holds COCO val2017, "
-                         "fix what the checks report instead")
+                         f"if it is stale, move it away ({move_aside(dest, '.old')}) and rerun; if it holds COCO "
+                         "val2017, fix what the checks report instead")
 
 
 def extract_coco_zip(zip_path: Path, dest: Path) -> None:
@@ -203,7 +202,8 @@ def extract_coco_zip(zip_path: Path, dest: Path) -> None:
                       or not m.filename.startswith("val2017/") or m.filename.count("/") != 1]
             if unsafe:
                 raise FetchError(f"{zip_path} holds unexpected or unsafe members ({', '.join(unsafe[:3])}); "
-                                 "nothing was extracted", f"delete the zip (rm {zip_path}) and fetch it again")
+                                 "nothing was extracted",
+                                 Fix(f"delete the zip ({shell('rm', '--', zip_path)}) and fetch it again"))
             check_free_space(dest.parent, sum(m.file_size for m in members), "COCO val2017")
             tmp = dest.parent / f".{dest.name}.partial-{secrets.token_hex(4)}"
             tmp.mkdir(parents=True)
@@ -222,8 +222,9 @@ def fetch_model(asset: Asset) -> Callable[[World, dict], FetchOutcome]:
 
         result = fetch_hf_model(world.facts_for(asset), cache_dir=world.hf_cache)
         if result.already_present:
-            return FetchOutcome(asset.name, True, "already cached")
-        return FetchOutcome(asset.name, True, _summary(result.bytes_downloaded, result.seconds), changed=True)
+            return FetchOutcome(asset.name, True, "already cached", notes=result.notes)
+        return FetchOutcome(asset.name, True, _summary(result.bytes_downloaded, result.seconds), changed=True,
+                            notes=result.notes)
 
     return fetch
 
@@ -232,10 +233,8 @@ FETCHERS: dict[str, Callable[[World, dict], FetchOutcome]] = {
     "imagenet_meta": fetch_imagenet_meta,  # first: the val tar is labelled by its synsets file
     "imagenet_val": fetch_imagenet_val,
     "coco_val2017": fetch_coco,
-    **{a.name: fetch_model(a) for a in ASSETS.values() if a.kind == "model"},
+    **{a.name: fetch_model(a) for a in ASSETS.values() if a.kind is AssetKind.MODEL},
 }
-# The fetcher that reads an option's value (the CLI turns its flag into one that takes that value).
-FETCHER_INPUT = {"imagenet_val": "imagenet-tar"}
 
 
 # ----------------------------------------------------------------------------- running
@@ -260,19 +259,19 @@ def interrupted_line(world: World, asset: Asset) -> str:
     if not left:
         return f"interrupted while fetching {asset.name}: nothing partial was left; rerun the same command to fetch it"
     return (f"interrupted while fetching {asset.name}: left {', '.join(left)}; rerun the same command to resume "
-            f"(or remove it: rm -rf {' '.join(str(p) for p, _ in leftovers(world, asset))})")
+            f"(or remove it: {shell('rm', '-rf', *(p for p, _ in leftovers(world, asset)))})")
 
 
 def leftovers(world: World, asset: Asset) -> list[tuple[Path, int]]:
     """Partial files and folders a stopped fetch of ``asset`` left behind, with their sizes in bytes."""
     found: list[Path] = []
-    if asset.kind == "data":
+    if asset.kind is AssetKind.DATA:
         root = world.data_root
         found += sorted(root.glob(f".{asset.location}.partial*")) if root.is_dir() else []
         for folder in (world.path(asset), root / DOWNLOADS):
             if folder.is_dir() and not folder.is_symlink():
                 found += sorted(folder.glob(".*.part"))
-    elif asset.kind == "model":
+    elif asset.kind is AssetKind.MODEL:
         blobs = world.path(asset) / "blobs"
         found += sorted(blobs.glob("*.incomplete")) if blobs.is_dir() else []
     return [(p, _tree_size(p)) for p in found if p.exists()]
@@ -307,7 +306,7 @@ def fetch_missing(world: World, assets: Iterable[Asset], settings: dict,
             outcomes[name] = FetchOutcome(name, False, *explain(e, world.data_root))
             log(f"preflight: {name}: {FAILED_LOG}")
             continue
-        log(f"preflight: fetching {name} ({asset.title}, {size_text(asset)})")
+        log(f"preflight: fetching {name} ({asset.title}, {size_text(world, asset, settings)})")
         outcomes[name] = outcome = fetch_one(world, name, settings)
         log(f"preflight: {name}: {outcome.message}" if outcome.ok
             else f"preflight: {name}: {FAILED_LOG}")

@@ -61,8 +61,12 @@ class Finding:
     examples: Sequence[str] = field(default_factory=tuple)
     total: int | None = None  # the population the examples come from, for the percentage
     where: str = ""
-    fix: Fix | str = ""
+    fix: Fix = Fix()  # text alone is taken as Fix(text)
     count: int | None = None  # defaults to len(examples)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.fix, Fix):
+            object.__setattr__(self, "fix", Fix(str(self.fix)))
 
     @property
     def n(self) -> int:
@@ -70,7 +74,7 @@ class Finding:
 
     @property
     def the_fix(self) -> Fix:
-        return self.fix if isinstance(self.fix, Fix) else Fix(self.fix)
+        return self.fix
 
     def problem(self) -> str:
         """The message without the fix: what — count and % — first examples — where."""
@@ -99,3 +103,21 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GiB"
+
+
+def shown(text: object) -> str:
+    """``text`` fit for a terminal, a JSON report and JUnit: the one escape for anything from outside.
+
+    File names, HTTP reason phrases, headers, server bodies, a client's error message: undecodable
+    bytes (``surrogateescape``) become ``\\xff``, control characters (ESC, BEL, NUL, newlines, tabs)
+    ``\\x1b``, ``\\n``, ``\\t``, so nothing can move the cursor, clear the screen or paint a verdict.
+    """
+    text = str(text)
+    if text.isprintable():
+        return text
+    try:  # surrogate-escaped bytes of a file name -> their bytes, then shown as \xNN
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+

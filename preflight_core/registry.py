@@ -6,8 +6,10 @@ this module; nothing else restates the table of DESIGN.md §2 or the facts of §
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
+from preflight_core.commands import fetch_command
 from preflight_core.findings import Fix, human_bytes
 
 # Phases and the experiments that belong to them (phase2 is retrieval and has no exp markers).
@@ -133,9 +135,23 @@ COCO_KAGGLE_HANDLE = "awsaf49/coco-2017-dataset/versions/2"
 COCO_KAGGLE_PATH = "coco2017/val2017"
 
 
+class Library(enum.StrEnum):
+    """The library that loads a model (one adapter each: ``preflight_core.model_libraries``)."""
+
+    TRANSFORMERS = "transformers"
+    OPEN_CLIP = "open_clip"
+
+
+class AssetKind(enum.StrEnum):
+    DATA = "data"  # a folder under the data root
+    MODEL = "model"  # a repo in the Hugging Face cache
+    DEVICE = "device"
+    ENVIRONMENT = "environment"
+
+
 @dataclass(frozen=True)
 class ModelFacts:
-    library: str  # "transformers" | "open_clip"
+    library: Library
     repo_id: str  # Hugging Face repo holding the weights
     embed_dim: int
     image_size: int
@@ -152,6 +168,7 @@ class ModelFacts:
     weights_sha256: str = ""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "library", Library(self.library))  # also from a world's JSON
         if not self.approx_weight_bytes and self.weights_size:  # the pinned file is the estimate
             object.__setattr__(self, "approx_weight_bytes", self.weights_size)
 
@@ -173,19 +190,22 @@ class Asset:
     name: str
     title: str
     family: str
-    kind: str  # "data" | "model" | "device" | "environment"
+    kind: AssetKind
     location: str  # folder under the data root, or a Hugging Face repo id
     required_in: frozenset[str]
     optional_in: frozenset[str] = frozenset()
     fix: Fix = Fix()
     fetch_flag: str | None = None  # the `python -m fetchers` flag that fetches it
-    approx_bytes: int = 0  # what a fetch downloads
+    fetch_input: str | None = None  # the option whose value that flag takes (the ImageNet val tar)
+    fetch_note: str = ""  # what the flag's help adds to the title
+    fetch_needs_free_slot: bool = False  # the fetch puts a link (or a new folder) where it goes: an empty one is in the way
+    fetch_fills_in: tuple[str, ...] = ()  # the files a fetch completes in place (others never touch a folder that is there)
+    approx_bytes: int = 0  # what a fetch downloads (a model: its weight file)
     facts: object = None
 
     @property
     def size_hint(self) -> str:
-        n = self.approx_bytes or getattr(self.facts, "weights_size", 0)  # a model: its weight file
-        return human_bytes(n) if n else "size unknown"
+        return human_bytes(self.approx_bytes) if self.approx_bytes else "size unknown"
 
     @property
     def selectors(self) -> frozenset[str]:
@@ -212,8 +232,9 @@ FETCH = "python -m fetchers"
 def _model(name: str, title: str, family: str, facts: ModelFacts, required_in: frozenset[str],
            optional_in: frozenset[str] = frozenset()) -> Asset:
     """A model asset: it lives in the Hugging Face cache under its repo id; ``--<family>`` fetches it."""
-    return Asset(name, title, family, "model", facts.repo_id, required_in=required_in, optional_in=optional_in,
-                 fix=Fix.run(f"{FETCH} --{family}"), fetch_flag=f"--{family}", facts=facts)
+    return Asset(name, title, family, AssetKind.MODEL, facts.repo_id, required_in=required_in,
+                 optional_in=optional_in, fix=Fix.run(fetch_command(f"--{family}")), fetch_flag=f"--{family}",
+                 approx_bytes=facts.weights_size or facts.approx_weight_bytes, facts=facts)
 
 ASSETS: dict[str, Asset] = {
     a.name: a
@@ -222,13 +243,15 @@ ASSETS: dict[str, Asset] = {
             "imagenet_val",
             "ImageNet val (50,000 images in 1000 class folders)",
             "imagenet",
-            "data",
+            AssetKind.DATA,
             "imagenet_val",
             required_in=ALL_PHASES,
             fix=Fix(f"download ILSVRC2012_img_val.tar ({IMAGENET_VAL_TAR.size / 2**30:.1f} GiB) from "
                     "https://image-net.org (account needed), then run "
                     f"{FETCH} --reorganize-imagenet /path/to/ILSVRC2012_img_val.tar"),
             fetch_flag="--reorganize-imagenet",
+            fetch_input="imagenet-tar",
+            fetch_note="reorganizes a downloaded ILSVRC2012_img_val.tar (or val_blurred.tar.gz) into class folders",
             approx_bytes=IMAGENET_VAL_TAR.size,
             facts=IMAGENET_VAL_OFFICIAL,
         ),
@@ -236,11 +259,12 @@ ASSETS: dict[str, Asset] = {
             "imagenet_meta",
             "ImageNet metadata (class index, simple labels, val synsets)",
             "imagenet",
-            "data",
+            AssetKind.DATA,
             "imagenet_meta",
             required_in=ALL_PHASES,
-            fix=Fix.run(f"{FETCH} --imagenet-map"),
+            fix=Fix.run(fetch_command("--imagenet-map")),
             fetch_flag="--imagenet-map",
+            fetch_fills_in=META_FILENAMES,
             approx_bytes=sum(f.size for f in IMAGENET_META_FILES.values()),
             facts=ImageNetMetaFacts(),
         ),
@@ -248,36 +272,38 @@ ASSETS: dict[str, Asset] = {
             "coco_val2017",
             "COCO val2017 (5,000 images)",
             "coco",
-            "data",
+            AssetKind.DATA,
             "coco_val2017",
             required_in=frozenset(),
             optional_in=_with_experiments("phase2", "phase3"),
-            fix=Fix.run(f"{FETCH} --coco"),
+            fix=Fix.run(fetch_command("--coco")),
             fetch_flag="--coco",
+            fetch_note="Kaggle by default, see --coco-source",
+            fetch_needs_free_slot=True,
             approx_bytes=COCO_VAL_ZIP.size,
             facts=CocoFacts(),
         ),
         _model("siglip2_base", "SigLIP2 base-patch16-224", "siglip2",
-               ModelFacts("transformers", "google/siglip2-base-patch16-224", 768, 224, 64, SIGLIP2_FILES,
+               ModelFacts(Library.TRANSFORMERS, "google/siglip2-base-patch16-224", 768, 224, 64, SIGLIP2_FILES,
                           revision="75de2d55ec2d0b4efc50b3e9ad70dba96a7b2fa2",
                           weights_file="model.safetensors", weights_size=1_500_800_904,
                           weights_sha256="612923381c76ec5a9bed335d1c48827e3f2e506ac31b044b63b2031fadee6a0b"),
                required_in=frozenset({"phase1", "exp4"}), optional_in=_with_experiments("phase2", "phase3")),
         _model("siglip2_so400m", "SigLIP2 so400m-patch14-384", "siglip2",
-               ModelFacts("transformers", "google/siglip2-so400m-patch14-384", 1152, 384, 64, SIGLIP2_FILES,
+               ModelFacts(Library.TRANSFORMERS, "google/siglip2-so400m-patch14-384", 1152, 384, 64, SIGLIP2_FILES,
                           revision="e8e487298228002f3d8a82e0cd5c8ea9c567f57f",
                           weights_file="model.safetensors", weights_size=4_544_143_072,
                           weights_sha256="9f4f4a49f908ef0c979bce8ff5a5c0e88882dc6c5dc4304387cbbd152558e2c2"),
                required_in=frozenset({"phase1", "exp4"}), optional_in=_with_experiments("phase2", "phase3")),
         _model("clip_b32", "CLIP ViT-B/32 (open_clip, openai)", "clip",
-               ModelFacts("open_clip", "timm/vit_base_patch32_clip_224.openai", 512, 224, 77, OPEN_CLIP_FILES,
+               ModelFacts(Library.OPEN_CLIP, "timm/vit_base_patch32_clip_224.openai", 512, 224, 77, OPEN_CLIP_FILES,
                           open_clip_name="ViT-B-32-quickgelu",
                           revision="a6f597a30f7b82c51704746581f9a4e41421e878",
                           weights_file="open_clip_model.safetensors", weights_size=605_143_284,
                           weights_sha256="e6d1bd7789aa45192b3bf90570a789b478bae1b74ebcce7eddd908e83a2b7c31"),
                required_in=ALL_PHASES),
         _model("clip_l14", "CLIP ViT-L/14 (open_clip, openai)", "clip",
-               ModelFacts("open_clip", "timm/vit_large_patch14_clip_224.openai", 768, 224, 77, OPEN_CLIP_FILES,
+               ModelFacts(Library.OPEN_CLIP, "timm/vit_large_patch14_clip_224.openai", 768, 224, 77, OPEN_CLIP_FILES,
                           open_clip_name="ViT-L-14-quickgelu",
                           revision="18d0535469bb561bf468d76c1d73aa35156c922b",
                           weights_file="open_clip_model.safetensors", weights_size=1_710_517_724,
@@ -287,7 +313,7 @@ ASSETS: dict[str, Asset] = {
             "gpu",
             "CUDA GPU (kernel runs, memory, bf16)",
             "gpu",
-            "device",
+            AssetKind.DEVICE,
             "cuda",
             required_in=ALL_PHASES,
             fix=Fix("install a CUDA build of torch that matches the driver (nvidia-smi), "
@@ -297,7 +323,7 @@ ASSETS: dict[str, Asset] = {
             "python_env",
             "Python packages (torch, transformers, open_clip)",
             "env",
-            "environment",
+            AssetKind.ENVIRONMENT,
             "python",
             required_in=ALL_PHASES,
             fix=Fix.run("pip install -r requirements.txt"),

@@ -6,31 +6,21 @@ tar) may hold a FIFO, a socket or a device where a file belongs. :func:`open_reg
 descriptor (nothing can be swapped in between) and refuses anything but a regular file with
 :class:`NotARegularFile`, an ``OSError`` that names the file and what it is.
 
-:func:`printable` makes any text from outside (file names, HTTP reason phrases, headers, server
+:func:`preflight_core.findings.shown` makes any text from outside (file names, HTTP reason phrases, headers, server
 bodies, a client's error message) safe for a terminal, a JSON report and JUnit: control characters
 (ESC, BEL, CSI, NUL, newlines) and undecodable bytes become visible escapes such as ``\\x1b``.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 from pathlib import Path
-from typing import BinaryIO
+
+from preflight_core.findings import shown
 
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-
-
-def printable(text: object) -> str:
-    """``text`` fit to show: undecodable bytes as ``\\xff``, control characters as ``\\x1b``, ``\\n``, ``\\t``."""
-    text = str(text)
-    if text.isprintable():
-        return text
-    try:  # surrogate-escaped bytes of a file name -> their bytes, then shown as \xNN
-        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def kind_of(mode: int) -> str:
@@ -55,7 +45,7 @@ class NotARegularFile(OSError):
 
     def __init__(self, path: str | os.PathLike, mode: int) -> None:
         self.path, self.kind = os.fspath(path), kind_of(mode)
-        self.message, self.fix = f"{printable(self.path)} is {self.kind}, not a regular file", ""
+        self.message, self.fix = f"{shown(self.path)} is {self.kind}, not a regular file", ""
         super().__init__(self.message)
 
     def __str__(self) -> str:
@@ -67,7 +57,7 @@ class TooLarge(OSError):
 
     def __init__(self, path: str | os.PathLike, size: int, limit: int) -> None:
         self.path = os.fspath(path)
-        self.message, self.fix = f"{printable(self.path)} is {size:,} bytes, more than this file can be ({limit:,})", ""
+        self.message, self.fix = f"{shown(self.path)} is {size:,} bytes, more than this file can be ({limit:,})", ""
         super().__init__(self.message)
 
     def __str__(self) -> str:
@@ -89,15 +79,15 @@ def open_fd(path: str | os.PathLike, *, dir_fd: int | None = None, follow: bool 
     return fd, st
 
 
-def open_regular(path: str | os.PathLike, *, max_bytes: int | None = None) -> BinaryIO:
+def open_regular(path: str | os.PathLike, *, max_bytes: int | None = None) -> io.BufferedReader:
     """``open(path, "rb")`` for a regular file (at most ``max_bytes`` long); anything else is refused, never waited on."""
     fd, st = open_fd(path)
     if max_bytes is not None and st.st_size > max_bytes:
         os.close(fd)
         raise TooLarge(path, st.st_size, max_bytes)
-    f = os.fdopen(fd, "rb")
-    f.raw.name = os.fspath(path)  # for messages: the file, not "<_io.BufferedReader name=12>"
-    return f
+    raw = io.FileIO(fd, "rb")
+    raw.name = os.fspath(path)  # for messages: the file, not "<_io.BufferedReader name=12>"
+    return io.BufferedReader(raw)
 
 
 def read_regular(path: str | os.PathLike, limit: int) -> bytes:
@@ -112,7 +102,7 @@ def read_text_regular(path: str | os.PathLike, limit: int) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ValueError(f"{printable(os.fspath(path))} is not UTF-8 text (byte {e.start})") from None
+        raise ValueError(f"{shown(os.fspath(path))} is not UTF-8 text (byte {e.start})") from None
 
 
 def is_regular(path: Path) -> bool:

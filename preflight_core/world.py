@@ -7,12 +7,12 @@ own small facts for the same assets. Checks only ever ask the world.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 from preflight_core import registry
 from preflight_core.hf_cache import default_hf_cache, repo_dir
-from preflight_core.registry import ASSETS, Asset
+from preflight_core.registry import ASSETS, Asset, AssetKind
 
 
 @dataclass(frozen=True)
@@ -26,9 +26,9 @@ class World:
 
     def path(self, asset: Asset | str) -> Path:
         asset = ASSETS[asset] if isinstance(asset, str) else asset
-        if asset.kind == "data":
+        if asset.kind is AssetKind.DATA:
             return self.data_root / asset.location
-        if asset.kind == "model":
+        if asset.kind is AssetKind.MODEL:
             return repo_dir(self.hf_cache, asset.location)
         return Path(asset.location)
 
@@ -43,7 +43,8 @@ class World:
             "hf_cache": str(self.hf_cache),
             "tiny": self.tiny,
             "open_clip_config_dir": str(self.open_clip_config_dir) if self.open_clip_config_dir else None,
-            "facts": {n: {"type": type(f).__name__, **asdict(f)} for n, f in self.facts.items() if f is not None},
+            "facts": {n: {"type": type(f).__name__, **asdict(f)} for n, f in self.facts.items()
+                      if is_dataclass(f) and not isinstance(f, type)},
         }, indent=1, default=sorted)
 
     @classmethod

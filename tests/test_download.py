@@ -725,7 +725,7 @@ def test_connection_refused_is_one_clean_message_without_retries(monkeypatch, tm
     assert "\n" not in msg and msg.count("Fix:") == 1 and msg.count("connection refused") == 2, msg
     assert msg.startswith("could not download blob.bin (34.5 KiB) from any of its 2 URLs: http://127.0.0.1:")
     assert "attempts" not in msg
-    assert err.value.fix.startswith("check the network, proxy (HTTPS_PROXY) and DNS")
+    assert err.value.fix.text.startswith("check the network, proxy (HTTPS_PROXY) and DNS")
     err_text = capsys.readouterr().err
     assert not retry_lines(err_text) and "trying the next URL" not in err_text, err_text
 
@@ -740,7 +740,7 @@ def test_failure_on_every_mirror_is_one_message_naming_each(http_mirror, tmp_pat
     assert "\n" not in msg and msg.count("Fix:") == 1
     assert "from any of its 2 URLs" in msg and "a.example.org/blob.bin: HTTP 404" in msg
     assert "b.example.org/blob.bin: HTTP 403" in msg
-    assert "find its new URL" in err.value.fix and "by hand (logged in)" in err.value.fix
+    assert "find its new URL" in err.value.fix.text and "by hand (logged in)" in err.value.fix.text
 
 
 def test_messages_use_iec_units(served, tmp_path: Path) -> None:

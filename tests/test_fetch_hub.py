@@ -194,7 +194,7 @@ def test_other_weights_than_the_pin_are_refused_naming_both_digests(
     found, want = hashlib.sha256(served).hexdigest(), facts.weights_sha256
     assert f"found {found[:16]}… ({len(served):,} B), published {want[:16]}… ({len(published):,} B)" in message
     assert "other weights than the published ones" in message and "Refused before downloading" in message
-    assert e.value.fix.startswith("check HF_ENDPOINT") and "Fix:" not in e.value.message
+    assert e.value.fix.text.startswith("check HF_ENDPOINT") and "Fix:" not in e.value.message
     assert not hub.downloads(SIGLIP.repo_id, "model.safetensors") and not hub.downloads(SIGLIP.repo_id, "config.json")
     folder = repo_folder(tmp_path)
     assert not (folder / "refs" / "main").exists() and not list(folder.glob("snapshots/*/*"))
@@ -388,7 +388,7 @@ def test_offline_mode_is_refused_with_the_command_that_works(hub: FakeHub, tmp_p
 
     message = str(e.value)
     assert "HF_HUB_OFFLINE=1 is set" in e.value.message and "no requests" in e.value.message
-    assert e.value.fix.startswith("HF_HUB_OFFLINE=0 python -m fetchers --siglip2 (")  # kept apart for the report
+    assert e.value.fix.text.startswith("HF_HUB_OFFLINE=0 python -m fetchers --siglip2 (")  # kept apart for the report
     assert "Fix: HF_HUB_OFFLINE=0 python -m fetchers --siglip2" in message
     assert hub.log == []
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # a complete cache needs no network, offline or not
@@ -402,7 +402,7 @@ def test_the_printed_offline_fix_runs_online_in_a_fresh_process(tmp_path: Path) 
     the Hub. (It then fails, correctly: the fake Hub cannot serve the real published weights.)"""
     from fetchers.hub import offline_error
 
-    fix = offline_error(SIGLIP.repo_id, "x").fix.split(" (", 1)[0]
+    fix = offline_error(SIGLIP.repo_id, "x").fix.text.split(" (", 1)[0]
     assert fix == "HF_HUB_OFFLINE=0 python -m fetchers --siglip2"
     with FakeHub() as fake:
         fake.add_repo(SIGLIP.repo_id, siglip_repo())
@@ -461,7 +461,7 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 
 @pytest.mark.parametrize("asset", ["clip_b32", "clip_l14"])
 def test_open_clip_resolves_the_registry_repo_and_files(asset: str) -> None:
-    from fetchers.hub import _open_clip_weights
+    from preflight_core.model_libraries import _open_clip_weights
 
     facts = ASSETS[asset].facts
     assert _open_clip_weights(facts) == (facts.repo_id, ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"))

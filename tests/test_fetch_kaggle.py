@@ -203,7 +203,7 @@ def test_a_file_where_the_val2017_folder_should_be_is_refused_on_download_and_on
     assert not link.exists() and not link.is_symlink()  # not linked to a file
 
     # The printed fix, run as printed, repairs it once Kaggle serves the folder.
-    remove = re.search(r"\((rm -rf [^)]+)\)", e.value.fix).group(1)
+    remove = re.search(r"\((rm -rf [^)]+)\)", e.value.fix.text).group(1)
     subprocess.run(shlex.split(remove), check=True)
     kaggle.add_dataset(COCO_KAGGLE_HANDLE, {**VAL})
     result = fetch_coco_kaggle(data_root)

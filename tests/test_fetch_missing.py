@@ -229,7 +229,7 @@ def test_outcomes_are_records_and_the_log_says_each_failure_once(emptied_world, 
     meta = outcomes["imagenet_meta"]
     assert isinstance(meta, FetchOutcome) and not meta.ok and not meta.changed
     assert "could not download imagenet_class_index.json" in meta.message and "Fix:" not in meta.message
-    assert meta.fix and "Fix:" not in meta.fix
+    assert meta.fix and "Fix:" not in meta.fix.text
     assert outcomes["clip_b32"].ok and outcomes["clip_b32"].changed
     out = capsys.readouterr().out
     assert "could not download" not in out  # the log names the failure; the row holds it, once
@@ -250,7 +250,7 @@ def test_file_system_faults_are_explained_by_their_cause(fault, words, fix):
     from fetchers.errors import explain
 
     message, how = explain(fault, Path("/data/raw"))
-    assert words in message and fix in how and "Errno" not in message + how
+    assert words in message and fix in how.text and "Errno" not in message + how.text
 
 
 def test_a_file_in_the_way_is_named_with_the_way_out(tmp_path):
@@ -262,7 +262,7 @@ def test_a_file_in_the_way_is_named_with_the_way_out(tmp_path):
     except OSError as e:
         message, fix = explain(e, tmp_path / "raw")
     assert message.startswith(f"{tmp_path / 'raw'} is a file where a folder must be")
-    assert f"mv {tmp_path / 'raw'} {tmp_path / 'raw'}.old" in fix
+    assert f"mv {tmp_path / 'raw'} {tmp_path / 'raw'}.old" in fix.text
 
 
 def test_fetch_missing_repairs_a_corrupt_cached_file(pytester, tmp_path, monkeypatch, hub: FakeHub):

@@ -10,8 +10,9 @@ import pytest
 
 from checks.tiny import build_tiny_world
 from checks.tiny_models import snapshot_dir
+from preflight_core.findings import shown
 from preflight_core.hashing import sha256_file
-from preflight_core.safe_io import NotARegularFile, open_regular, printable
+from preflight_core.safe_io import NotARegularFile, open_regular
 from tests.checkrun import clean_environment
 from tests.test_hostile_trees import run_bounded
 
@@ -20,10 +21,10 @@ HOSTILE_TEXT = "Forbidden \x1b]0;owned\x07\x1b[2J\x1b[31mFAKE: all good, READY\x
 
 
 def test_printable_leaves_no_control_character():
-    shown = printable(HOSTILE_TEXT)
-    assert shown.isprintable() and "\x1b" not in shown and "\\x1b]0;owned\\x07" in shown
-    assert printable(os.fsdecode(b"caf\xe9\n.jpg")) == "caf\\xe9\\n.jpg"
-    assert printable("plain text") == "plain text"
+    text = shown(HOSTILE_TEXT)
+    assert text.isprintable() and "\x1b" not in text and "\\x1b]0;owned\\x07" in text
+    assert shown(os.fsdecode(b"caf\xe9\n.jpg")) == "caf\\xe9\\n.jpg"
+    assert shown("plain text") == "plain text"
 
 
 def make_fifo(p: Path) -> None:
