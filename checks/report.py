@@ -7,11 +7,14 @@ from its checks' outcomes, and the verdict from the rows, the run-wide problems 
 from __future__ import annotations
 
 import json
+import signal
 import textwrap
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from _pytest.junitxml import xml_key
 
 from checks.selection import narrowing_arguments
 from checks.session import CHECKUP, NARROWED, Checkup, is_worker
@@ -119,6 +122,7 @@ class Coverage:
     selection: str
     narrowed_by: list[str] = field(default_factory=list)
     ran: int = 0
+    interrupted: str = ""  # by what ("Ctrl-C", "SIGTERM"): a run cut short is never ready
 
     @property
     def complete(self) -> bool:
@@ -178,8 +182,8 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        """Ready: no run-wide problem, no failing row, and at least one check passed."""
-        return not self.problems and self.passed > 0 and not any(r.fails_verdict for r in self.rows.values())
+        """Ready: not interrupted, no run-wide problem, no failing row, and at least one check passed."""
+        return not self.coverage.interrupted and not self.problems and self.passed > 0 and not any(r.fails_verdict for r in self.rows.values())
 
     def ordered(self) -> list[AssetRow]:
         order = list(ASSETS)
@@ -196,6 +200,14 @@ class Report:
             "verdict": self.verdict(),
             "assets": [r.as_dict() for r in self.ordered()],
         }
+
+    def junit_properties(self) -> list[tuple[str, str]]:
+        """The verdict for CI (--junitxml), one plain value per testsuite property."""
+        cov = self.coverage
+        return [("preflight_verdict", self.verdict()), ("preflight_ok", json.dumps(self.ok)),
+                ("preflight_complete", json.dumps(cov.complete)), ("preflight_selection", self.selection),
+                ("preflight_narrowed_by", "; ".join(cov.narrowed_by)),
+                ("preflight_not_checked", ", ".join(self.not_checked))]
 
     def write_json(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -214,12 +226,14 @@ class Report:
             tail = "".join(f"; {r.name} not checked ({r.not_requested[0]})" for r in by_choice)
             return f"READY {scope}{tail}"
         why = []
+        if cov.interrupted:
+            why.append(f"interrupted by {cov.interrupted} after {cov.ran:,} check{'s' if cov.ran != 1 else ''}")
         if self.problems:
             why.append(f"{len(self.problems)} run-wide problem{'s' if len(self.problems) > 1 else ''}")
         failing = [r.name for r in self.ordered() if r.fails_verdict]
         if failing:
             why.append(f"{', '.join(failing)} not ready")
-        if not self.passed:
+        if not self.passed and not cov.interrupted:
             absent = [r.name for r in self.ordered() if r.status is Status.OPTIONAL_ABSENT]
             why.append("no check passed" + (f" ({', '.join(absent)} absent)" if absent else ""))
         return f"NOT READY {scope}: {'; '.join(why)}"
@@ -271,6 +285,22 @@ class Report:
         return out
 
 
+def plain_properties(props: list[tuple[str, object]]) -> list[tuple[str, str]]:
+    """A check's properties as plain text, one value each (--junitxml writes them as they are)."""
+    out = []
+    for key, value in props:
+        if key == OUTCOME_KEY:
+            out += [(f"preflight_{k}", v if isinstance(v, str) else "\n".join(v)) for k, v in value.items() if v]
+        elif key == FIELD_KEY:
+            name, v = value
+            out.append((f"preflight_{name}", v if isinstance(v, str) else json.dumps(v)))
+        elif key == REQUIRED_KEY:
+            out.append((key, json.dumps(bool(value))))
+        else:
+            out.append((key, value if isinstance(value, str) else json.dumps(value, default=str)))
+    return out
+
+
 def _wrapped(prefix: str, text: str, width: int) -> list[str]:
     """``text`` wrapped to ``width`` under ``prefix``; a long path stays whole rather than being cut."""
     indent = " " * (len(prefix) - len(prefix.lstrip()) + 4)
@@ -289,8 +319,11 @@ class ReadinessReporter:
         self.checkup: Checkup = config.stash[CHECKUP]
         self.report: Report | None = None
         self.expected: int | None = None
-        self.ran: set[str] = set()
+        self.ran: set[str] = set()  # checks with an outcome, counted as pytest counts them
         self.active = False  # some preflight check reported (not a run of the self-tests alone)
+        self.unclassified: list[str] = []  # failures that carry no preflight outcome (a worker crashed)
+        self.interrupted_by = ""
+        self._previous_sigterm = None
 
     def _report(self) -> Report:
         if self.report is None:
@@ -300,15 +333,34 @@ class ReadinessReporter:
             self.report.problems = list(checkup.problems)
         return self.report
 
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """A run killed outright (kill -9, a crash) must not leave an older READY report behind."""
+        out = self.checkup.value("report-json")
+        if out is not None:
+            placeholder = Report(self.checkup.selection.describe())
+            placeholder.coverage.interrupted = "the end of the process (the run did not finish)"
+            placeholder.write_json(out)
+        if threading.current_thread() is threading.main_thread():
+            self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum, frame) -> None:
+        self.interrupted_by = "SIGTERM"
+        raise KeyboardInterrupt("SIGTERM")  # pytest then ends the run as after Ctrl-C: the table, the JSON
+
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if not is_worker(session.config) and not self.config.pluginmanager.hasplugin("dsession"):
             self.expected = len(session.items)
 
+    @pytest.hookimpl(tryfirst=True)  # before --junitxml reads the properties, which this makes plain
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.ran.add(report.nodeid)
+        if report.when == "call" or not report.passed:
+            self.ran.add(report.nodeid)  # one per check, as in pytest's "N passed, M failed"
         props = report.user_properties
+        report.user_properties = plain_properties(props)
         name = next((v for k, v in props if k == ASSET_KEY), None)
         self.active = self.active or name is not None
+        if report.failed and name is None and report.nodeid.split("::")[0].endswith(".py"):
+            self.unclassified.append(report.nodeid)
         result = next((v for k, v in props if k == OUTCOME_KEY), None)
         if name is None or (report.when != "call" and result is None):
             return
@@ -320,9 +372,11 @@ class ReadinessReporter:
         row.fields.update(dict(v for k, v in props if k == FIELD_KEY))
         report_.add(name, row.required, report.passed, result)
 
-    @pytest.hookimpl(trylast=True)
+    @pytest.hookimpl(tryfirst=True)  # before --junitxml writes its file
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if not self.active:
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+        if not self.active and session.exitstatus != pytest.ExitCode.INTERRUPTED:
             return
         report, checkup = self._report(), self.checkup
         world = checkup.world
@@ -337,12 +391,19 @@ class ReadinessReporter:
         cov.narrowed_by += [f"the argument {a}" for a in narrowing_arguments(args, CHECKS_DIR,
                                                                             self.config.invocation_params.dir)]
         if session.exitstatus == pytest.ExitCode.INTERRUPTED:
-            cov.narrowed_by.append("an interruption")
+            cov.interrupted = self.interrupted_by or "Ctrl-C"
+            cov.narrowed_by.append(f"an interruption ({cov.interrupted})")
         elif self.expected is not None and len(self.ran) < self.expected:
             cov.narrowed_by.append(f"an early stop after {len(self.ran)} of {self.expected} checks (-x/--maxfail)")
+        report.problems += [(f"{n} failed without a preflight outcome (its process crashed?)", Fix(
+            "rerun; if it fails again, rerun this check alone with --tb=short and report the traceback"))
+            for n in self.unclassified]
         out = checkup.value("report-json")
         if out is not None:
             report.write_json(out)
+        xml = self.config.stash.get(xml_key, None)
+        for key, value in (report.junit_properties() if xml else []):
+            xml.add_global_property(key, value)
         if not report.ok and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED  # e.g. a required check could not run
 

@@ -239,7 +239,7 @@ def test_verdict_line_is_the_last_line_and_matches_json(pytester, world):
     assert last_line_of_table(run) == verdict(run)
 
 
-def test_an_interrupted_run_is_narrowed(tmp_path, world):
+def test_an_interrupted_run_is_never_ready(tmp_path, world):
     """Ctrl-C mid-run (a KeyboardInterrupt in a check): the verdict says the run was cut short."""
     extra = tmp_path / "test_zz_interrupt.py"
     extra.write_text('import pytest\n\n@pytest.mark.asset("imagenet_meta")\ndef test_ctrl_c():\n'
@@ -251,8 +251,8 @@ def test_an_interrupted_run_is_narrowed(tmp_path, world):
                           cwd=PROJECT, capture_output=True, text=True, timeout=300)
     report = json.loads(out.read_text())
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, proc.stdout[-2000:]
-    assert report["complete"] is False and "an interruption" in report["narrowed_by"]
-    assert not report["verdict"].startswith("READY for all phases")
+    assert report["complete"] is False and "an interruption (Ctrl-C)" in report["narrowed_by"]
+    assert report["ok"] is False and report["verdict"].startswith("NOT READY"), report["verdict"]
 
 
 def test_the_printed_fix_repairs_a_metadata_file_that_does_not_parse(pytester, tmp_path, monkeypatch, http_mirror,

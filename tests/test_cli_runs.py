@@ -1,0 +1,91 @@
+"""What a person or CI sees of a whole run, in a real subprocess: Ctrl-C and SIGTERM, --junitxml, the terminal width."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from checks.tiny import build_tiny_world
+from tests.checkrun import CHECKS, PROJECT, clean_environment
+from tests.test_invocation import pytest_cli
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    clean_environment(monkeypatch)
+    build_tiny_world(tmp_path / "world", models=False)
+    return tmp_path / "world"
+
+
+def pytest_counts(output: str) -> int:
+    """How many tests pytest's closing line counts (passed, failed, skipped, errors)."""
+    last = [line for line in output.splitlines() if re.search(r"\d+ (passed|failed|skipped)", line)][-1]
+    return sum(int(n) for n, _ in re.findall(r"(\d+) (passed|failed|skipped|errors?)", last))
+
+
+@pytest.mark.parametrize(("sig", "by"), [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])
+def test_an_interrupted_run_is_never_ready(tmp_path, world, sig, by):
+    started = tmp_path / "started"
+    slow = tmp_path / "test_zz_slow.py"
+    slow.write_text('import pathlib, time, pytest\n\n@pytest.mark.asset("imagenet_meta")\ndef test_slow():\n'
+                    f'    pathlib.Path({str(started)!r}).touch()\n    time.sleep(120)\n')
+    out = tmp_path / "r.json"
+    out.write_text('{"ok": true}')  # an older report: the interrupted run must not leave it standing
+    cmd = [sys.executable, "-m", "pytest", f"--rootdir={PROJECT}", "-c", str(PROJECT / "pytest.ini"),
+           "-p", "no:cacheprovider", str(CHECKS / "test_imagenet_meta.py"), str(slow),
+           f"--tiny-world={world}", "--report-json", str(out)]
+    proc = subprocess.Popen(cmd, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert started.exists(), proc.communicate(timeout=60)[0][-3000:]
+        assert json.loads(out.read_text())["ok"] is False, "while the run goes on, the old READY is gone"
+        proc.send_signal(sig)
+        output = proc.communicate(timeout=120)[0]
+    finally:
+        proc.kill()
+    report = json.loads(out.read_text())
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, output[-3000:]
+    assert report["ok"] is False and report["complete"] is False
+    verdict = next(line for line in output.splitlines() if line.startswith(("READY", "NOT READY")))
+    assert verdict == report["verdict"] and verdict.startswith("NOT READY"), output[-3000:]
+    ran = int(re.search(rf"interrupted by {by} after (\d+) checks", verdict).group(1))
+    assert ran == pytest_counts(output) > 0, output[-3000:]
+
+
+def test_junitxml_carries_the_verdict_as_plain_properties(tmp_path, world):
+    xml = tmp_path / "junit.xml"
+    proc = pytest_cli(str(CHECKS), "-p", "no:cacheprovider", "-m", "imagenet and not model", f"--tiny-world={world}",
+                      "--junitxml", str(xml), cwd=PROJECT)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    suite = ET.parse(xml).getroot().find("testsuite")
+    props = {p.get("name"): p.get("value") for p in suite.find("properties")}
+    assert props["preflight_ok"] == "true" and props["preflight_complete"] == "true"
+    assert props["preflight_verdict"] == "READY for -m 'imagenet and not model'"
+    assert props["preflight_selection"] == "-m 'imagenet and not model'" and props["preflight_narrowed_by"] == ""
+    values = [p.get("value") for p in ET.parse(xml).getroot().iter("property")]
+    assert values and not [v for v in values if re.match(r"[(\[{]'", v)], "Python reprs in the XML"
+    case_props = {p.get("name"): p.get("value") for p in suite.find("testcase").iter("property")}
+    assert case_props["preflight_asset"] in ("imagenet_val", "imagenet_meta")
+    sizes = [p.get("value") for p in suite.iter("property") if p.get("name") == "preflight_bytes"]
+    assert sizes and all(v.isdigit() for v in sizes)
+
+
+def test_junitxml_of_a_run_that_is_not_ready(tmp_path):
+    xml, data = tmp_path / "junit.xml", tmp_path / "data"
+    data.mkdir()
+    proc = pytest_cli(str(CHECKS), "-p", "no:cacheprovider", "-m", "imagenet and not model", f"--data-root={data}",
+                      "-k", "present", f"--junitxml={xml}", cwd=PROJECT)
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    props = {p.get("name"): p.get("value") for p in ET.parse(xml).getroot().find("testsuite").find("properties")}
+    assert props["preflight_ok"] == "false" and props["preflight_complete"] == "false"
+    assert props["preflight_narrowed_by"] == "-k 'present'" and props["preflight_verdict"].startswith("NOT READY")
