@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from _pytest.junitxml import xml_key
 
+from checks.scan import shown
 from checks.selection import narrowing_arguments
 from checks.session import CHECKUP, NARROWED, Checkup, is_worker
 from checks.verbs import ASSET_KEY, FIELD_KEY, INFO_KEY, OUTCOME_KEY, REQUIRED_KEY, SIZE_KEY, WARNING_KEY
@@ -241,24 +242,28 @@ class Report:
     # ------------------------------------------------------------------ the table
 
     def lines(self, width: int = 120) -> list[str]:
+        """The table, every string escaped for the terminal; a fix's commands whole, each on its own line."""
         rows = self.ordered()
         width = max(60, width)
         out: list[str] = []
         for problem, fix in self.problems:
             out += _wrapped("✗ ", problem, width)
-            if fix:
-                out += _wrapped("  fix: ", fix.text, width)
+            out += _fix_lines(fix, "  ", width)
         if rows:
             # The location goes last: a long path runs past the edge instead of pushing the status off it.
             head = ("asset", "status", "need", "size", "location")
-            cells = [(r.name, str(r.status), "required" if r.required else "optional", r.size, r.path) for r in rows]
+            cells = [(shown(r.name), str(r.status), "required" if r.required else "optional", r.size, shown(r.path))
+                     for r in rows]
             widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head[:-1])]
             fmt = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"
             out += [fmt.format(*head), fmt.format(*("-" * w for w in widths), "--------")]
             for row, cell in zip(rows, cells):
-                out.append(fmt.format(*cell).rstrip())
+                line = fmt.format(*cell).rstrip()
+                if len(line) > width:  # the terminal would cut the path: it gets a line of its own
+                    line = fmt.format(*cell[:-1], "").rstrip() + f"\n    at {cell[-1]}"
+                out += line.split("\n")
                 out += self._details(row, width)
-        out.append(self.verdict())
+        out.append(shown(self.verdict()))
         return out
 
     @staticmethod
@@ -280,9 +285,19 @@ class Report:
             out += _wrapped("    ! ", line, width)
         if row.fetched is not None and row.fetched.ok:  # a failed fetch is in the row's problem already
             out += _wrapped("    ↓ fetched: ", row.fetched.message, width)
-        if row.fix:
-            out += _wrapped("    fix: ", row.fix.text, width)
-        return out
+        return out + _fix_lines(row.fix, "    ", width)
+
+
+def _fix_lines(fix: Fix, indent: str, width: int) -> list[str]:
+    """A fix's commands each whole on a line of its own, never wrapped: pasted as printed, they run.
+
+    Without commands (a person acts first) the text is one line too: it may name a command.
+    """
+    if not fix:
+        return []
+    if not fix.commands:
+        return [f"{indent}fix: {shown(fix.text)}"]
+    return [f"{indent}fix (run from the project root):", *(f"{indent}  {shown(c)}" for c in fix.commands)]
 
 
 def plain_properties(props: list[tuple[str, object]]) -> list[tuple[str, str]]:
@@ -302,9 +317,9 @@ def plain_properties(props: list[tuple[str, object]]) -> list[tuple[str, str]]:
 
 
 def _wrapped(prefix: str, text: str, width: int) -> list[str]:
-    """``text`` wrapped to ``width`` under ``prefix``; a long path stays whole rather than being cut."""
+    """``text`` (escaped) wrapped to ``width`` under ``prefix``; a long path stays whole rather than being cut."""
     indent = " " * (len(prefix) - len(prefix.lstrip()) + 4)
-    return textwrap.wrap(text, width=width, initial_indent=prefix, subsequent_indent=indent,
+    return textwrap.wrap(shown(text), width=width, initial_indent=prefix, subsequent_indent=indent,
                          break_long_words=False, break_on_hyphens=False) or [prefix.rstrip()]
 
 

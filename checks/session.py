@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from checks.scan import shown
 from checks.selection import Selection
 from preflight_core.findings import Fix
 from preflight_core.hf_cache import offline_requested
@@ -223,4 +224,4 @@ def header_lines(checkup: Checkup) -> list[str]:
             lines.append("preflight: " + ", ".join(redirects))
     except Exception as e:  # the header never fails the run
         lines.append(f"preflight: environment summary unavailable ({type(e).__name__})")
-    return lines
+    return [shown(line) for line in lines]

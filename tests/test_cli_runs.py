@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -89,3 +90,50 @@ def test_junitxml_of_a_run_that_is_not_ready(tmp_path):
     props = {p.get("name"): p.get("value") for p in ET.parse(xml).getroot().find("testsuite").find("properties")}
     assert props["preflight_ok"] == "false" and props["preflight_complete"] == "false"
     assert props["preflight_narrowed_by"] == "-k 'present'" and props["preflight_verdict"].startswith("NOT READY")
+
+
+def table(output: str) -> list[str]:
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if "preflight readiness" in line)
+    end = next(i for i in range(len(lines) - 1, start, -1) if lines[i].startswith(("READY", "NOT READY")))
+    return lines[start + 1:end + 1]
+
+
+def test_fix_commands_are_printed_whole_at_every_width(tmp_path):
+    """Each command of a fix is one line of the table, as in the JSON, whatever the terminal's width."""
+    root = tmp_path / "a folder with a rather long name for the data" / "raw"
+    root.mkdir(parents=True)
+    tar = tmp_path / "downloads of the ImageNet validation set" / "ILSVRC2012_img_val.tar"
+    tar.parent.mkdir()
+    tar.write_bytes(b"")
+    out = tmp_path / "r.json"
+    for columns in ("60", "80", "200"):
+        proc = pytest_cli(str(CHECKS), "-p", "no:cacheprovider", "-m", "imagenet and not model", "-k", "present",
+                          f"--data-root={root}", f"--imagenet-tar={tar}", f"--report-json={out}", cwd=PROJECT,
+                          env={"COLUMNS": columns})
+        commands = next(a for a in json.loads(out.read_text())["assets"] if a["name"] == "imagenet_val")["fix_commands"]
+        assert commands and str(tar) in commands[-1], commands
+        printed = [line.strip() for line in table(proc.stdout)]
+        for command in commands:
+            assert command in printed, (columns, command, proc.stdout[-3000:])
+
+
+def test_the_table_escapes_what_it_prints(tmp_path):
+    root = tmp_path / "data\x1b[31mred" / "raw"
+    root.mkdir(parents=True)
+    proc = pytest_cli(str(CHECKS), "-p", "no:cacheprovider", "-m", "imagenet and not model", "-k", "present",
+                      f"--data-root={root}", cwd=PROJECT)
+    assert "\x1b" not in proc.stdout and "data\\x1b[31mred" in proc.stdout, proc.stdout[-3000:]
+
+
+def test_a_location_that_does_not_fit_gets_a_line_of_its_own_at_80_columns():
+    with tempfile.TemporaryDirectory(prefix="pf", dir="/tmp") as tmp:
+        root = Path(tmp) / ("d" * (62 - len(tmp) - len("/raw/imagenet_val") - 1)) / "raw"
+        root.mkdir(parents=True)
+        path = str(root / "imagenet_val")
+        assert len(path) == 62
+        proc = pytest_cli(str(CHECKS), "-p", "no:cacheprovider", "-m", "imagenet and not model", "-k", "present",
+                          f"--data-root={root}", cwd=PROJECT, env={"COLUMNS": "80"})
+    lines = table(proc.stdout)
+    assert "    at " + path in lines, lines
+    assert all(len(line) <= 80 for line in lines if path in line and "fix" not in line), lines
