@@ -219,16 +219,17 @@ class Report:
     def verdict(self) -> str:
         cov = self.coverage
         scope = f"for {self.selection}"
-        if not cov.complete:
-            checks = f"the {cov.ran:,} check{'s' if cov.ran != 1 else ''} that ran"
+        checks = f"{cov.ran:,} check{'s' if cov.ran != 1 else ''}"
+        if cov.interrupted:
+            scope = f"— interrupted by {cov.interrupted} after {checks}, not a verdict on {self.selection}"
+        elif not cov.complete:
+            checks = f"the {checks} that ran"
             scope = f"for {checks} (narrowed by {', '.join(cov.narrowed_by)}) — not a verdict on {self.selection}"
         if self.ok:
             by_choice = [r for r in self.ordered() if r.only_by_choice and r.required]
             tail = "".join(f"; {r.name} not checked ({r.not_requested[0]})" for r in by_choice)
             return f"READY {scope}{tail}"
         why = []
-        if cov.interrupted:
-            why.append(f"interrupted by {cov.interrupted} after {cov.ran:,} check{'s' if cov.ran != 1 else ''}")
         if self.problems:
             why.append(f"{len(self.problems)} run-wide problem{'s' if len(self.problems) > 1 else ''}")
         failing = [r.name for r in self.ordered() if r.fails_verdict]
@@ -237,7 +238,7 @@ class Report:
         if not self.passed and not cov.interrupted:
             absent = [r.name for r in self.ordered() if r.status is Status.OPTIONAL_ABSENT]
             why.append("no check passed" + (f" ({', '.join(absent)} absent)" if absent else ""))
-        return f"NOT READY {scope}: {'; '.join(why)}"
+        return f"NOT READY {scope}" + (f": {'; '.join(why)}" if why else "")
 
     # ------------------------------------------------------------------ the table
 

@@ -456,7 +456,7 @@ def test_full_scale_synthetic_tree_passes_with_real_facts(pytester, full_scale_r
 
 
 def test_full_scale_spot_labels(full_scale_root):
-    """DESIGN.md's spot labels, read through the checks' own loader."""
+    """The spot labels of docs/design.md, read through the checks' own loader."""
     from checks.imagenet import load_meta
 
     synsets = load_meta(full_scale_root / "imagenet_meta").synsets
