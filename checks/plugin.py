@@ -12,7 +12,7 @@ import pytest
 
 from checks.invocation import collect_checks_by_default, correct_rootdir, runs_checks
 from checks.report import ReadinessReporter
-from checks.selection import MarkExpressionError, Selection, matches
+from checks.selection import MarkExpressionError, Selection, marker_table, matches, unknown_markers
 from checks.session import CHECKUP, NARROWED, Checkup, header_lines, is_worker, resolve_settings
 from checks.verbs import (
     ASSET_KEY,
@@ -81,6 +81,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     checkup = config.stash.get(CHECKUP, None)
     if checkup is None:
         return
+    unknown = unknown_markers(checkup.selection.markexpr, config.getini("markers"))
+    if unknown:  # every plugin's markers are registered by now
+        raise pytest.UsageError(f"-m {checkup.selection.markexpr!r}: no marker named {', '.join(unknown)}. "
+                                f"preflight's markers are:\n{marker_table()}\n(pytest --markers lists them all)")
     checkup.open_world(config.workerinput.get("preflight_tiny_root") if is_worker(config) else None)
     lf = config.pluginmanager.get_plugin("lfplugin")
     if config.getoption("lf", False) and lf is not None and lf.lastfailed:

@@ -427,6 +427,9 @@ class ReadinessReporter:
         if not self.active:
             return
         report = self._report()
+        if self.checkup.tiny_build_seconds is not None:  # pytest's "in N s" below starts after the build
+            terminalreporter.write_line(f"preflight: the tiny world took {self.checkup.tiny_build_seconds:.1f}s "
+                                        "to build, before pytest's clock started")
         terminalreporter.section("preflight readiness")
         ok = report.ok
         for line in report.lines(terminalreporter._tw.fullwidth):

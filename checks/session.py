@@ -93,6 +93,7 @@ class Checkup:
     problems: list[tuple[str, Fix]] = field(default_factory=list)  # run-wide (e.g. the data root)
     owns_tiny_root: bool = False  # built by this session, removed at its end
     presence_selected: dict[str, bool] = field(default_factory=dict)  # asset -> its test_present runs
+    tiny_build_seconds: float | None = None  # --tiny: before pytest's own clock starts
 
     def value(self, name: str):
         return self.settings[name].value
@@ -176,9 +177,13 @@ class Checkup:
                                         "build one with checks.tiny.build_tiny_world, or use --tiny")
             self.world = tiny.load_tiny_world(self.tiny_root)
         elif self.value("tiny"):
+            started = time.monotonic()
             self.tiny_root = Path(tempfile.mkdtemp(prefix="preflight-tiny-")) / "world"
-            self.world = tiny.build_tiny_world(self.tiny_root)
+            # Tiny models only when a model is checked: `--tiny -m "imagenet and not model"` needs no torch.
+            models = any(ASSETS[n].kind == "model" for n in self.selection.touched)
+            self.world = tiny.build_tiny_world(self.tiny_root, models=models)
             self.owns_tiny_root = True
+            self.tiny_build_seconds = time.monotonic() - started
         else:
             self.world = World(self.value("data-root"))
             uses_data = any(ASSETS[n].kind == "data" for n in self.selection.touched)
@@ -206,7 +211,8 @@ def header_lines(checkup: Checkup) -> list[str]:
     s = checkup.settings
     lines = [f"preflight: selection {checkup.selection.describe()}; device {s['device'].value} ({s['device'].source})"]
     if checkup.tiny_root:
-        lines.append(f"preflight: tiny world in {checkup.tiny_root}")
+        built = f" (built in {checkup.tiny_build_seconds:.1f}s)" if checkup.tiny_build_seconds is not None else ""
+        lines.append(f"preflight: tiny world in {checkup.tiny_root}{built}")
     else:
         lines.append(f"preflight: data root {s['data-root'].value} ({s['data-root'].source})")
     if checkup.world:

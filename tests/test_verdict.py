@@ -109,6 +109,7 @@ def test_an_absent_optional_asset_alone_is_not_ready(pytester, world):
     assert "no check passed" in verdict(run) and "coco_val2017 absent" in verdict(run)
 
 
+@pytest.mark.torch
 def test_device_cpu_names_the_gpu_as_not_checked(pytester, model_world):
     run = run_checks(pytester, "-m", "phase1", "--device=cpu", world=model_world)
     assert run.ret == 0, run.result.stdout.str()
@@ -116,6 +117,7 @@ def test_device_cpu_names_the_gpu_as_not_checked(pytester, model_world):
     assert verdict(run).startswith("READY for -m 'phase1'") and "gpu not checked (--device cpu" in verdict(run)
 
 
+@pytest.mark.torch
 def test_login_node_command_without_gpu_is_ready(pytester, model_world):
     """README: `pytest -m "phase2 and not gpu"` on a machine without a GPU, default --device (cuda)."""
     run = run_checks(pytester, "-m", "phase2 and not gpu", "--device=cuda", world=model_world)
