@@ -32,7 +32,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("preflight", "preflight readiness checks")
     for opt in OPTIONS.values():
         action = "store_true" if opt.is_flag else "store"
-        group.addoption(opt.flag, action=action, default=None, dest=opt.dest,
+        value = {} if opt.is_flag else {"metavar": opt.value_name}
+        group.addoption(opt.flag, action=action, default=None, dest=opt.dest, **value,
                         help=f"{opt.help} [env {opt.env}, ini {opt.ini}]")
         parser.addini(opt.ini, help=opt.help, type="string", default="")
 
@@ -191,6 +192,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             result = could_not_check(exc, where)
     if result is not None:
         report.user_properties.append((OUTCOME_KEY, result))
+        if report.skipped and isinstance(report.longrepr, tuple):  # the reason, not "checks.verbs.CheckSkipped: …"
+            report.longrepr = (*report.longrepr[:2], f"Skipped: {result['status']}: {result['problem']}")
     return report
 
 

@@ -5,6 +5,7 @@ Each xdist worker has its own ``Checkup``; the controller builds the world (and 
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -28,6 +29,22 @@ from preflight_core.world import World
 def stamp() -> str:
     """A suffix for a folder moved aside (unique per second, sortable)."""
     return time.strftime("%Y%m%d-%H%M%S")
+
+
+class _DefaultSiglipConfigNoise(logging.Filter):
+    """Drop transformers' complaint about its own default SiglipTextConfig (bos/eos 49406/49407 beyond
+    its default vocabulary of 32,000), which it builds while serialising any SigLIP config: it says
+    nothing about the checkpoint under check, and each xdist worker printed it again."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("(between 0 and 31999), got 4940" in message and "_token_id must be" in message)
+
+
+def quiet_transformers_default_config() -> None:
+    logger = logging.getLogger("transformers.configuration_utils")
+    if not any(isinstance(f, _DefaultSiglipConfigNoise) for f in logger.filters):
+        logger.addFilter(_DefaultSiglipConfigNoise())
 
 
 def resolve_settings(config: pytest.Config) -> dict[str, Resolved]:
@@ -167,6 +184,7 @@ class Checkup:
         """Build or load the world: a tiny one (--tiny, --tiny-world, or the controller's) or the data root."""
         from checks import tiny
 
+        quiet_transformers_default_config()
         if worker_tiny_root:
             self.tiny_root = Path(worker_tiny_root)
             self.world = tiny.load_tiny_world(self.tiny_root)
@@ -209,7 +227,10 @@ def is_worker(config: pytest.Config) -> bool:
 def header_lines(checkup: Checkup) -> list[str]:
     """The report header: what this run checks, where, with which libraries (reproducible runs)."""
     s = checkup.settings
-    lines = [f"preflight: selection {checkup.selection.describe()}; device {s['device'].value} ({s['device'].source})"]
+    device = f"device {s['device'].value} ({s['device'].source})"
+    if checkup.load_device != checkup.device:
+        device = f"models load on {checkup.load_device} (-m selects no gpu check)"
+    lines = [f"preflight: selection {checkup.selection.describe()}; {device}"]
     if checkup.tiny_root:
         built = f" (built in {checkup.tiny_build_seconds:.1f}s)" if checkup.tiny_build_seconds is not None else ""
         lines.append(f"preflight: tiny world in {checkup.tiny_root}{built}")

@@ -73,7 +73,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if importlib.util.find_spec("torch") is None:  # the light environment at the floors (.ci/run)
         return
     from checks import models
+    from checks.session import quiet_transformers_default_config
     from checks.tiny_models import write_tiny_models
+
+    quiet_transformers_default_config()
 
     with tempfile.TemporaryDirectory(prefix="preflight-warmup-") as tmp:
         facts = write_tiny_models(Path(tmp) / "hub", Path(tmp) / "configs")

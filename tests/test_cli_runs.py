@@ -137,3 +137,18 @@ def test_a_location_that_does_not_fit_gets_a_line_of_its_own_at_80_columns():
     lines = table(proc.stdout)
     assert "    at " + path in lines, lines
     assert all(len(line) <= 80 for line in lines if path in line and "fix" not in line), lines
+
+
+@pytest.mark.torch
+def test_a_tiny_run_under_xdist_says_each_thing_once():
+    """Skip reasons without the exception's class, no warning twice, no transformers noise about its own
+    defaults from every worker, and the tiny world's build time beside pytest's."""
+    proc = pytest_cli("--tiny", "-p", "no:cacheprovider", "-n", "2", "-rs", "-m", "siglip2 or imagenet", cwd=PROJECT)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "CheckSkipped" not in out and "SKIPPED" in out and "runs with --deep" in out
+    before_table = out.split("preflight readiness")[0]
+    assert "grayscale" not in before_table, "a warning the table shows is not also in pytest's warnings summary"
+    assert any("grayscale" in line for line in table(proc.stdout))
+    assert "bos_token_id" not in out and "eos_token_id" not in out
+    assert re.search(r"preflight: the tiny world took \d+\.\ds to build", out)

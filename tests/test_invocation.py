@@ -81,3 +81,31 @@ def test_another_project_that_installed_preflight(tmp_path, paths):
     checks = pytest_cli("--pyargs", "checks", *LIGHT, f"--data-root={paths['data']}", cwd=project)
     assert "preflight readiness" in checks.stdout and checks.returncode == 1, checks.stdout[-3000:]
     assert "test_own" not in checks.stdout
+
+
+def test_a_mistyped_marker_is_a_usage_error_that_lists_the_markers():
+    proc = pytest_cli("-p", "no:cacheprovider", "-m", "phse1 and not gpu", cwd=PROJECT)
+    assert proc.returncode == pytest.ExitCode.USAGE_ERROR, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "no marker named phse1" in proc.stderr and "phase1, phase2, phase3" in proc.stderr
+
+
+def test_help_markers_and_fixtures_of_a_user_run():
+    """`--help` names values like PATH; pytester's fixtures and marker are the self-tests' alone; no fixture
+    shadows one of pytest's own."""
+    helptext = " ".join(pytest_cli("--help", cwd=PROJECT).stdout.split())
+    assert "--data-root=PATH" in helptext and "--report-json=PATH" in helptext and "=PREFLIGHT_" not in helptext
+    assert "size, mtime, inode, ctime" in helptext and "path+size+mtime" not in helptext
+    markers = pytest_cli("--markers", cwd=PROJECT).stdout
+    assert "@pytest.mark.phase1:" in markers and "pytester" not in markers
+    fixtures = pytest_cli("--fixtures", "-p", "no:cacheprovider", cwd=PROJECT).stdout
+    assert "pytester" not in fixtures
+    listed = [line.split(" -- ") for line in pytest_cli("--fixtures", cwd=PROJECT).stdout.splitlines() if " -- " in line]
+    ours = {name for name, where in listed if where.startswith("checks/")}
+    theirs = {name for name, where in listed if not where.startswith("checks/")}
+    assert "cache" in theirs and not ours & theirs, ours & theirs
+
+
+def test_the_header_names_where_models_load_when_no_gpu_check_is_selected():
+    proc = pytest_cli("-p", "no:cacheprovider", "--co", "-m", "phase2 and not gpu", cwd=PROJECT)
+    header = next(line for line in proc.stdout.splitlines() if line.startswith("preflight: selection"))
+    assert "models load on cpu" in header and "cuda" not in header, header
