@@ -375,7 +375,7 @@ class ReadinessReporter:
         report.user_properties = plain_properties(props)
         name = next((v for k, v in props if k == ASSET_KEY), None)
         self.active = self.active or name is not None
-        if report.failed and name is None and report.nodeid.split("::")[0].endswith(".py"):
+        if report.failed and name is None:  # e.g. xdist's report of a worker that died mid-check
             self.unclassified.append(report.nodeid)
         result = next((v for k, v in props if k == OUTCOME_KEY), None)
         if name is None or (report.when != "call" and result is None):

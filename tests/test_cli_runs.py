@@ -152,3 +152,17 @@ def test_a_tiny_run_under_xdist_says_each_thing_once():
     assert any("grayscale" in line for line in table(proc.stdout))
     assert "bos_token_id" not in out and "eos_token_id" not in out
     assert re.search(r"preflight: the tiny world took \d+\.\ds to build", out)
+
+
+def test_a_worker_that_crashes_mid_check_is_never_ready(tmp_path, world):
+    crash = tmp_path / "test_zz_crash.py"
+    crash.write_text('import os, signal, pytest\n\n@pytest.mark.asset("imagenet_meta")\ndef test_crash():\n'
+                     '    os.kill(os.getpid(), signal.SIGKILL)\n')
+    out = tmp_path / "r.json"
+    proc = pytest_cli(f"--rootdir={PROJECT}", "-c", str(PROJECT / "pytest.ini"), "-p", "no:cacheprovider", "-n", "2",
+                      str(CHECKS / "test_imagenet_meta.py"), str(crash), f"--tiny-world={world}", f"--report-json={out}",
+                      cwd=PROJECT)
+    report = json.loads(out.read_text())
+    assert proc.returncode == 1 and report["ok"] is False, proc.stdout[-3000:]
+    assert any("test_crash failed without a preflight outcome" in p for p in report["problems"]), report["problems"]
+    assert report["verdict"].startswith("NOT READY") and "1 run-wide problem" in report["verdict"]
