@@ -228,7 +228,7 @@ def header_lines(checkup: Checkup) -> list[str]:
     """The report header: what this run checks, where, with which libraries (reproducible runs)."""
     s = checkup.settings
     device = f"device {s['device'].value} ({s['device'].source})"
-    if checkup.load_device != checkup.device:
+    if checkup.load_device != checkup.device and any(ASSETS[n].kind == "model" for n in checkup.selection.touched):
         device = f"models load on {checkup.load_device} (-m selects no gpu check)"
     lines = [f"preflight: selection {checkup.selection.describe()}; {device}"]
     if checkup.tiny_root:
