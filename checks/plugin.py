@@ -10,8 +10,9 @@ import contextlib
 
 import pytest
 
+from checks.invocation import collect_checks_by_default, correct_rootdir, runs_checks
 from checks.report import ReadinessReporter
-from checks.selection import MarkExpressionError, Selection, matches
+from checks.selection import MarkExpressionError, Selection, marker_table, matches, unknown_markers
 from checks.session import CHECKUP, NARROWED, Checkup, header_lines, is_worker, resolve_settings
 from checks.verbs import (
     ASSET_KEY,
@@ -31,14 +32,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("preflight", "preflight readiness checks")
     for opt in OPTIONS.values():
         action = "store_true" if opt.is_flag else "store"
-        group.addoption(opt.flag, action=action, default=None, dest=opt.dest,
+        value = {} if opt.is_flag else {"metavar": opt.value_name}
+        group.addoption(opt.flag, action=action, default=None, dest=opt.dest, **value,
                         help=f"{opt.help} [env {opt.env}, ini {opt.ini}]")
         parser.addini(opt.ini, help=opt.help, type="string", default="")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    correct_rootdir(early_config, parser, args)  # `--report-json PATH` with a space: see there
 
 
 def pytest_configure(config: pytest.Config) -> None:
     for name, description in all_markers().items():
         config.addinivalue_line("markers", f"{name}: {description}")
+    collect_checks_by_default(config)
+    if not runs_checks(config):
+        return  # another project's own tests (or preflight's self-tests): options and markers only
     markexpr = config.option.markexpr or ""
     try:
         matches(markexpr, set())
@@ -63,10 +73,11 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     model's checks on one worker (xdist_group needs --dist loadgroup)."""
     from checks.fleet_run import launch_if_fleet
 
+    collect_checks_by_default(config)
     fleet_exit = launch_if_fleet(config)
     if fleet_exit is not None:
         return fleet_exit
-    if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") == "no":
+    if runs_checks(config) and getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") == "no":
         config.option.dist = "loadgroup"
 
 
@@ -74,7 +85,13 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Build (or, in an xdist worker, load) the world before workers start and before collection."""
     config = session.config
-    checkup = config.stash[CHECKUP]
+    checkup = config.stash.get(CHECKUP, None)
+    if checkup is None:
+        return
+    unknown = unknown_markers(checkup.selection.markexpr, config.getini("markers"))
+    if unknown:  # every plugin's markers are registered by now
+        raise pytest.UsageError(f"-m {checkup.selection.markexpr!r}: no marker named {', '.join(unknown)}. "
+                                f"preflight's markers are:\n{marker_table()}\n(pytest --markers lists them all)")
     checkup.open_world(config.workerinput.get("preflight_tiny_root") if is_worker(config) else None)
     lf = config.pluginmanager.get_plugin("lfplugin")
     if config.getoption("lf", False) and lf is not None and lf.lastfailed:
@@ -110,12 +127,14 @@ class XdistHooks:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    return header_lines(config.stash[CHECKUP])
+    return header_lines(config.stash[CHECKUP]) if CHECKUP in config.stash else []
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Give every check the markers of its asset, before `-m` deselects (hence tryfirst)."""
+    if CHECKUP not in config.stash:
+        return
     has_xdist = config.pluginmanager.hasplugin("xdist")
     selection = config.stash[CHECKUP].selection
     for item in items:
@@ -135,7 +154,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.hookimpl(trylast=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
     """After every deselection: which assets still have their presence check, what narrowed the run."""
-    config, checkup = session.config, session.config.stash[CHECKUP]
+    config, checkup = session.config, session.config.stash.get(CHECKUP, None)
+    if checkup is None:
+        return
     for item in session.items:
         if getattr(item, "originalname", item.name) == "test_present":
             checkup.presence_selected[dict(item.user_properties)[ASSET_KEY]] = True
@@ -145,7 +166,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
     """A check deselected by anything but `-m` narrows the run: say by what."""
-    if not items:
+    if not items or CHECKUP not in items[0].config.stash:
         return
     config = items[0].config
     markexpr = config.stash[CHECKUP].selection.markexpr
@@ -162,6 +183,8 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     """Every outcome reaches the report as data; one no check classified is 'could not check'."""
     report = yield
+    if CHECKUP not in item.config.stash:
+        return report
     exc = call.excinfo.value if call.excinfo else None
     result = getattr(exc, "preflight_outcome", None)
     if result is None and exc is not None and not report.passed:
@@ -175,6 +198,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             result = could_not_check(exc, where)
     if result is not None:
         report.user_properties.append((OUTCOME_KEY, result))
+        if report.skipped and isinstance(report.longrepr, tuple):  # the reason, not "checks.verbs.CheckSkipped: …"
+            report.longrepr = (*report.longrepr[:2], f"Skipped: {result['status']}: {result['problem']}")
     return report
 
 
@@ -196,7 +221,7 @@ def asset(request: pytest.FixtureRequest, checkup: Checkup) -> AssetCheck:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """--deep checks are sharded so `-n` spreads the decoding over workers."""
-    if "deep_shard" not in metafunc.fixturenames:
+    if "deep_shard" not in metafunc.fixturenames or CHECKUP not in metafunc.config.stash:
         return
     config = metafunc.config
     # Only xdist workers collect under -n; they know how many they are.

@@ -7,12 +7,15 @@ from its checks' outcomes, and the verdict from the rows, the run-wide problems 
 from __future__ import annotations
 
 import json
+import signal
 import textwrap
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _pytest.junitxml import xml_key
 
 from checks.gpus import sub_row_text
 from checks.selection import narrowing_arguments
@@ -137,6 +140,7 @@ class Coverage:
     selection: str
     narrowed_by: list[str] = field(default_factory=list)
     ran: int = 0
+    interrupted: str = ""  # by what ("Ctrl-C", "SIGTERM"): a run cut short is never ready
 
     @property
     def complete(self) -> bool:
@@ -199,8 +203,8 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        """Ready: no run-wide problem, no failing row, and at least one check passed."""
-        return not self.problems and self.passed > 0 and not any(r.fails_verdict for r in self.rows.values())
+        """Ready: not interrupted, no run-wide problem, no failing row, and at least one check passed."""
+        return not self.coverage.interrupted and not self.problems and self.passed > 0 and not any(r.fails_verdict for r in self.rows.values())
 
     def ordered(self) -> list[AssetRow]:
         order = list(ASSETS)
@@ -218,6 +222,14 @@ class Report:
             "assets": [r.as_dict() for r in self.ordered()],
         }
 
+    def junit_properties(self) -> list[tuple[str, str]]:
+        """The verdict for CI (--junitxml), one plain value per testsuite property."""
+        cov = self.coverage
+        return [("preflight_verdict", self.verdict()), ("preflight_ok", json.dumps(self.ok)),
+                ("preflight_complete", json.dumps(cov.complete)), ("preflight_selection", self.selection),
+                ("preflight_narrowed_by", "; ".join(cov.narrowed_by)),
+                ("preflight_not_checked", ", ".join(self.not_checked))]
+
     def write_json(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.as_dict(), indent=2) + "\n")
@@ -227,8 +239,11 @@ class Report:
     def verdict(self) -> str:
         cov = self.coverage
         scope = f"for {self.selection}"
-        if not cov.complete:
-            checks = f"the {cov.ran:,} check{'s' if cov.ran != 1 else ''} that ran"
+        checks = f"{cov.ran:,} check{'s' if cov.ran != 1 else ''}"
+        if cov.interrupted:
+            scope = f"— interrupted by {cov.interrupted} after {checks}, not a verdict on {self.selection}"
+        elif not cov.complete:
+            checks = f"the {checks} that ran"
             scope = f"for {checks} (narrowed by {', '.join(cov.narrowed_by)}) — not a verdict on {self.selection}"
         if self.ok:
             by_choice = [r for r in self.ordered() if r.only_by_choice and r.required]
@@ -240,34 +255,36 @@ class Report:
         failing = [r.name for r in self.ordered() if r.fails_verdict]
         if failing:
             why.append(f"{', '.join(failing)} not ready")
-        if not self.passed:
+        if not self.passed and not cov.interrupted:
             absent = [r.name for r in self.ordered() if r.status is Status.OPTIONAL_ABSENT]
             why.append("no check passed" + (f" ({', '.join(absent)} absent)" if absent else ""))
-        return f"NOT READY {scope}: {'; '.join(why)}"
+        return f"NOT READY {scope}" + (f": {'; '.join(why)}" if why else "")
 
     # ------------------------------------------------------------------ the table
 
     def lines(self, width: int = 120) -> list[str]:
+        """The table, every string escaped for the terminal; a fix's commands whole, each on its own line."""
         rows = self.ordered()
         width = max(60, width)
         out: list[str] = []
         for problem, fix in self.problems:
-            for i, line in enumerate(problem.splitlines()[:8]):
-                out += _wrapped("✗ " if i == 0 else "  ", line, width)
-            if fix:
-                out += _wrapped("  fix: ", fix.text, width)
+            out += _wrapped("✗ ", problem, width)
+            out += _fix_lines(fix, "  ", width)
         if rows:
             # The location goes last: a long path runs past the edge instead of pushing the status off it.
             head = ("asset", "status", "need", "size", "location")
-            cells = [(r.name, str(r.status), "required" if r.required else "optional", r.size, shown(r.path))
+            cells = [(shown(r.name), str(r.status), "required" if r.required else "optional", r.size, shown(r.path))
                      for r in rows]
             widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head[:-1])]
             fmt = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"
             out += [fmt.format(*head), fmt.format(*("-" * w for w in widths), "--------")]
             for row, cell in zip(rows, cells):
-                out.append(fmt.format(*cell).rstrip())
+                line = fmt.format(*cell).rstrip()
+                if len(line) > width:  # the terminal would cut the path: it gets a line of its own
+                    line = fmt.format(*cell[:-1], "").rstrip() + f"\n    at {cell[-1]}"
+                out += line.split("\n")
                 out += self._details(row, width)
-        out.append(self.verdict())
+        out.append(shown(self.verdict()))
         return out
 
     @staticmethod
@@ -293,16 +310,39 @@ class Report:
             out += _wrapped("    ↓ fetched: ", row.fetched.message, width)
         for note in row.fetch_notes():
             out += _wrapped("    ↓ ", note, width)
-        if row.fix:
-            out += _wrapped("    fix: ", row.fix.text, width)
-        return out
+        return out + _fix_lines(row.fix, "    ", width)
+
+
+def _fix_lines(fix: Fix, indent: str, width: int) -> list[str]:
+    """A fix's commands each whole on a line of its own, never wrapped: pasted as printed, they run.
+
+    Without commands (a person acts first) the text is one line too: it may name a command.
+    """
+    if not fix:
+        return []
+    if not fix.commands:
+        return [f"{indent}fix: {shown(fix.text)}"]
+    return [f"{indent}fix (run from the project root):", *(f"{indent}  {shown(c)}" for c in fix.commands)]
+
+
+def plain_properties(props: list[tuple[str, object]]) -> list[tuple[str, str]]:
+    """A check's properties as plain text, one value each (--junitxml writes them as they are)."""
+    out = []
+    for key, value in props:
+        if key == OUTCOME_KEY:
+            out += [(f"preflight_{k}", v if isinstance(v, str) else "\n".join(v)) for k, v in value.items() if v]
+        elif key == FIELD_KEY:
+            name, v = value
+            out.append((f"preflight_{name}", v if isinstance(v, str) else json.dumps(v)))
+        elif key == REQUIRED_KEY:
+            out.append((key, json.dumps(bool(value))))
+        else:
+            out.append((key, value if isinstance(value, str) else json.dumps(value, default=str)))
+    return out
 
 
 def _wrapped(prefix: str, text: str, width: int) -> list[str]:
-    """``text`` wrapped to ``width`` under ``prefix``; a long path stays whole rather than being cut.
-
-    Control characters (a newline or an escape sequence in a path) are shown escaped, as file names are.
-    """
+    """``text`` (escaped) wrapped to ``width`` under ``prefix``; a long path stays whole rather than being cut."""
     indent = " " * (len(prefix) - len(prefix.lstrip()) + 4)
     return textwrap.wrap(shown(text), width=width, initial_indent=prefix, subsequent_indent=indent,
                          break_long_words=False, break_on_hyphens=False) or [prefix.rstrip()]
@@ -319,8 +359,11 @@ class ReadinessReporter:
         self.checkup: Checkup = config.stash[CHECKUP]
         self.report: Report | None = None
         self.expected: int | None = None
-        self.ran: set[str] = set()
+        self.ran: set[str] = set()  # checks with an outcome, counted as pytest counts them
         self.active = False  # some preflight check reported (not a run of the self-tests alone)
+        self.unclassified: list[str] = []  # failures that carry no preflight outcome (a worker crashed)
+        self.interrupted_by = ""
+        self._previous_sigterm = None
 
     def _report(self) -> Report:
         if self.report is None:
@@ -330,15 +373,34 @@ class ReadinessReporter:
             self.report.problems = list(checkup.problems)
         return self.report
 
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """A run killed outright (kill -9, a crash) must not leave an older READY report behind."""
+        out = self.checkup.value("report-json")
+        if out is not None:
+            placeholder = Report(self.checkup.selection.describe())
+            placeholder.coverage.interrupted = "the end of the process (the run did not finish)"
+            placeholder.write_json(out)
+        if threading.current_thread() is threading.main_thread():
+            self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum, frame) -> None:
+        self.interrupted_by = "SIGTERM"
+        raise KeyboardInterrupt("SIGTERM")  # pytest then ends the run as after Ctrl-C: the table, the JSON
+
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if not is_worker(session.config) and not self.config.pluginmanager.hasplugin("dsession"):
             self.expected = len(session.items)
 
+    @pytest.hookimpl(tryfirst=True)  # before --junitxml reads the properties, which this makes plain
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.ran.add(report.nodeid)
+        if report.when == "call" or not report.passed:
+            self.ran.add(report.nodeid)  # one per check, as in pytest's "N passed, M failed"
         props = report.user_properties
+        report.user_properties = plain_properties(props)
         name = next((v for k, v in props if k == ASSET_KEY), None)
         self.active = self.active or name is not None
+        if report.failed and name is None:  # e.g. xdist's report of a worker that died mid-check
+            self.unclassified.append(report.nodeid)
         result = next((v for k, v in props if k == OUTCOME_KEY), None)
         if name is None or (report.when != "call" and result is None):
             return
@@ -350,9 +412,11 @@ class ReadinessReporter:
         row.fields.update(dict(v for k, v in props if k == FIELD_KEY))
         report_.add(name, row.required, report.passed, result)
 
-    @pytest.hookimpl(trylast=True)
+    @pytest.hookimpl(tryfirst=True)  # before --junitxml writes its file
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if not self.active:
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+        if not self.active and session.exitstatus != pytest.ExitCode.INTERRUPTED:
             return
         report, checkup = self._report(), self.checkup
         world = checkup.world
@@ -367,9 +431,13 @@ class ReadinessReporter:
         cov.narrowed_by += [f"the argument {a}" for a in narrowing_arguments(args, CHECKS_DIR,
                                                                             self.config.invocation_params.dir)]
         if session.exitstatus == pytest.ExitCode.INTERRUPTED:
-            cov.narrowed_by.append("an interruption")
+            cov.interrupted = self.interrupted_by or "Ctrl-C"
+            cov.narrowed_by.append(f"an interruption ({cov.interrupted})")
         elif self.expected is not None and len(self.ran) < self.expected:
             cov.narrowed_by.append(f"an early stop after {len(self.ran)} of {self.expected} checks (-x/--maxfail)")
+        report.problems += [(f"{n} failed without a preflight outcome (its process crashed?)", Fix(
+            "rerun; if it fails again, rerun this check alone with --tb=short and report the traceback"))
+            for n in self.unclassified]
         out = checkup.value("report-json")
         if out is not None:
             report.write_json(out)
@@ -379,6 +447,9 @@ class ReadinessReporter:
             problem = save_node_report(checkup.value("fleet-dir"), report.as_dict())
             if problem:
                 report.problems.append((problem, Fix("pass --fleet-dir=DIR on a shared folder this node can write")))
+        xml = self.config.stash.get(xml_key, None)
+        for key, value in (report.junit_properties() if xml else []):
+            xml.add_global_property(key, value)
         if not report.ok and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED  # e.g. a required check could not run
 
@@ -386,6 +457,9 @@ class ReadinessReporter:
         if not self.active:
             return
         report = self._report()
+        if self.checkup.tiny_build_seconds is not None:  # pytest's "in N s" below starts after the build
+            terminalreporter.write_line(f"preflight: the tiny world took {self.checkup.tiny_build_seconds:.1f}s "
+                                        "to build, before pytest's clock started")
         terminalreporter.section("preflight readiness")
         lines = report.lines(terminalreporter._tw.fullwidth)
         for line in lines[:-1]:

@@ -85,6 +85,20 @@ def matches(markexpr: str, names: Iterable[str]) -> bool:
     return value
 
 
+def unknown_markers(markexpr: str, registered: Iterable[str]) -> list[str]:
+    """Names in `-m` that no plugin registered: a typo would otherwise select nothing (exit 5, no table)."""
+    known = {line.split(":")[0].split("(")[0].strip() for line in registered}
+    return [t for t in _tokens(markexpr) if t not in ("and", "or", "not", "(", ")") and t not in known]
+
+
+def marker_table() -> str:
+    """preflight's markers for a person, one group a line."""
+    from preflight_core.registry import EXPERIMENTS, FAMILIES, PHASES
+
+    return "\n".join(f"  {title:<12} {', '.join(names)}" for title, names in (
+        ("phases", PHASES), ("experiments", EXPERIMENTS), ("families", FAMILIES)))
+
+
 @dataclass(frozen=True)
 class Selection:
     """What a `-m` expression selects: which assets it touches, which checks it requires.

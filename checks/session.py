@@ -5,6 +5,7 @@ Each xdist worker has its own ``Checkup``; the controller builds the world (and 
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import shutil
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from checks.scan import shown
 from checks.selection import Selection
 from preflight_core.commands import fetch_command, move_aside
 from preflight_core.findings import Fix
@@ -29,6 +31,22 @@ from preflight_core.world import World
 def stamp() -> str:
     """A suffix for a folder moved aside (unique per second, sortable)."""
     return time.strftime("%Y%m%d-%H%M%S")
+
+
+class _DefaultSiglipConfigNoise(logging.Filter):
+    """Drop transformers' complaint about its own default SiglipTextConfig (bos/eos 49406/49407 beyond
+    its default vocabulary of 32,000), which it builds while serialising any SigLIP config: it says
+    nothing about the checkpoint under check, and each xdist worker printed it again."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("(between 0 and 31999), got 4940" in message and "_token_id must be" in message)
+
+
+def quiet_transformers_default_config() -> None:
+    logger = logging.getLogger("transformers.configuration_utils")
+    if not any(isinstance(f, _DefaultSiglipConfigNoise) for f in logger.filters):
+        logger.addFilter(_DefaultSiglipConfigNoise())
 
 
 def resolve_settings(config: pytest.Config) -> dict[str, Resolved]:
@@ -94,6 +112,7 @@ class Checkup:
     problems: list[tuple[str, Fix]] = field(default_factory=list)  # run-wide (e.g. the data root)
     owns_tiny_root: bool = False  # built by this session, removed at its end
     presence_selected: dict[str, bool] = field(default_factory=dict)  # asset -> its test_present runs
+    tiny_build_seconds: float | None = None  # --tiny: before pytest's own clock starts
 
     def value(self, name: str):
         return self.settings[name].value
@@ -186,6 +205,7 @@ class Checkup:
         """Build or load the world: a tiny one (--tiny, --tiny-world, or the controller's) or the data root."""
         from checks import tiny
 
+        quiet_transformers_default_config()
         if worker_tiny_root:
             self.tiny_root = Path(worker_tiny_root)
             self.world = tiny.load_tiny_world(self.tiny_root)
@@ -196,9 +216,13 @@ class Checkup:
                                         "build one with checks.tiny.build_tiny_world, or use --tiny")
             self.world = tiny.load_tiny_world(self.tiny_root)
         elif self.value("tiny"):
+            started = time.monotonic()
             self.tiny_root = Path(tempfile.mkdtemp(prefix="preflight-tiny-")) / "world"
-            self.world = tiny.build_tiny_world(self.tiny_root)
+            # Tiny models only when a model is checked: `--tiny -m "imagenet and not model"` needs no torch.
+            models = any(ASSETS[n].kind == "model" for n in self.selection.touched)
+            self.world = tiny.build_tiny_world(self.tiny_root, models=models)
             self.owns_tiny_root = True
+            self.tiny_build_seconds = time.monotonic() - started
         else:
             self.world = World(self.value("data-root"))
             uses_data = any(ASSETS[n].kind is AssetKind.DATA for n in self.selection.touched)
@@ -238,9 +262,13 @@ def is_worker(config: pytest.Config) -> bool:
 def header_lines(checkup: Checkup) -> list[str]:
     """The report header: what this run checks, where, with which libraries (reproducible runs)."""
     s = checkup.settings
-    lines = [f"preflight: selection {checkup.selection.describe()}; device {s['device'].value} ({s['device'].source})"]
+    device = f"device {s['device'].value} ({s['device'].source})"
+    if checkup.load_device != checkup.device and any(ASSETS[n].kind == "model" for n in checkup.selection.touched):
+        device = f"models load on {checkup.load_device} (-m selects no gpu check)"
+    lines = [f"preflight: selection {checkup.selection.describe()}; {device}"]
     if checkup.tiny_root:
-        lines.append(f"preflight: tiny world in {checkup.tiny_root}")
+        built = f" (built in {checkup.tiny_build_seconds:.1f}s)" if checkup.tiny_build_seconds is not None else ""
+        lines.append(f"preflight: tiny world in {checkup.tiny_root}{built}")
     else:
         lines.append(f"preflight: data root {s['data-root'].value} ({s['data-root'].source})")
     if checkup.world:
@@ -258,4 +286,4 @@ def header_lines(checkup: Checkup) -> list[str]:
             lines.append("preflight: " + ", ".join(redirects))
     except Exception as e:  # the header never fails the run
         lines.append(f"preflight: environment summary unavailable ({type(e).__name__})")
-    return lines
+    return [shown(line) for line in lines]

@@ -12,7 +12,7 @@ MODELS = for_assets(*(name for name, a in ASSETS.items() if a.kind is AssetKind.
 
 
 @pytest.fixture
-def cache(asset, checkup):
+def model_cache(asset, checkup):
     asset.needs_present()
     # Every small file (configs, tokenizers) is hashed against its etag name; a re-run costs a stat each.
     report = cache_report(asset.facts, asset.world.hf_cache, checkup.verify_cache)
@@ -25,9 +25,9 @@ def cache(asset, checkup):
     return report
 
 
-def load(asset, cache, checkup):
+def load(asset, model_cache, checkup):
     """The model, loaded once per process; a model whose cache is incomplete is not loaded at all."""
-    if not cache.complete:
+    if not model_cache.complete:
         asset.skip(Status.NOT_CHECKED, f"loading {asset.name} needs a complete cache (see test_cache_complete)")
     return models.load_model(asset.facts, asset.world.hf_cache, checkup.load_device, asset.world.open_clip_config_dir)
 
@@ -38,15 +38,15 @@ def test_present(asset, model):
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_cache_complete(cache, model):
-    expect_none(cache.findings())
+def test_cache_complete(model_cache, model):
+    expect_none(model_cache.findings())
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_published_weights(asset, cache, model):
+def test_published_weights(asset, model_cache, model):
     """refs/main's weight file is the published one, by its blob's name and size: no torch, no hashing (--deep hashes)."""
     identity = weights_identity(asset.facts, asset.world.hf_cache)
-    broken = dict(cache.broken)
+    broken = dict(model_cache.broken)
     if identity.status is Identity.ABSENT or identity.weights_file in broken:
         asset.skip(Status.NOT_CHECKED, f"{asset.name}'s weight file is missing or broken in refs/main's snapshot "
                    "(see test_cache_complete)")
@@ -58,9 +58,9 @@ def test_published_weights(asset, cache, model):
 
 @pytest.mark.model
 @pytest.mark.parametrize("model", MODELS)
-def test_loads_offline_with_the_right_classes(asset, cache, checkup, model, gpu_ready):
+def test_loads_offline_with_the_right_classes(asset, model_cache, checkup, model, gpu_ready):
     try:
-        loaded = load(asset, cache, checkup)
+        loaded = load(asset, model_cache, checkup)
     except models.ModelLoadError as e:
         asset.fail(e.problem, e.fix)
     asset.info(f"loaded offline on {loaded.device} in {loaded.load_seconds:.2f} s, {loaded.param_bytes / 2**20:,.1f} MiB of "
@@ -70,9 +70,9 @@ def test_loads_offline_with_the_right_classes(asset, cache, checkup, model, gpu_
 @pytest.mark.model
 @pytest.mark.gpu
 @pytest.mark.parametrize("model", MODELS)
-def test_forward_pass(asset, cache, checkup, model, gpu_ready):
+def test_forward_pass(asset, model_cache, checkup, model, gpu_ready):
     try:
-        loaded = load(asset, cache, checkup)
+        loaded = load(asset, model_cache, checkup)
     except models.ModelLoadError:
         asset.skip(Status.NOT_CHECKED, f"{asset.name} did not load (see test_loads_offline_with_the_right_classes)")
     result = models.forward_check(loaded, asset.facts)
@@ -85,7 +85,7 @@ def test_forward_pass(asset, cache, checkup, model, gpu_ready):
 
 @pytest.mark.deep
 @pytest.mark.parametrize("model", MODELS)
-def test_weight_blobs_match_their_etags(deep, cache, asset, checkup, model):
-    if cache.snapshot is None:
+def test_weight_blobs_match_their_etags(deep, model_cache, asset, checkup, model):
+    if model_cache.snapshot is None:
         asset.skip(Status.NOT_CHECKED, f"{asset.name} has no snapshot to hash")
-    expect_none(models.blob_findings(cache.snapshot, asset.facts.files, checkup.verify_cache.path))
+    expect_none(models.blob_findings(model_cache.snapshot, asset.facts.files, checkup.verify_cache.path))

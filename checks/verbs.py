@@ -7,7 +7,6 @@ report's ``user_properties``, which cross xdist unchanged.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import pytest
@@ -72,10 +71,6 @@ def could_not_check(exc: BaseException, where: Path | str | None) -> dict:
 def for_assets(*names: str) -> list:
     """Parametrize one check over several assets: ``@pytest.mark.parametrize("model", for_assets(...))``."""
     return [pytest.param(n, marks=pytest.mark.asset(n), id=n) for n in names]
-
-
-class PreflightWarning(UserWarning):
-    pass
 
 
 class AssetCheck:
@@ -174,6 +169,5 @@ class AssetCheck:
         self._node.user_properties.append((INFO_KEY, message))
 
     def warn(self, message: str) -> None:
-        """A warning that does not fail the check; shown in the readiness table."""
+        """A warning that does not fail the check; shown once, in the readiness table (and the JSON)."""
         self._node.user_properties.append((WARNING_KEY, message))
-        warnings.warn(PreflightWarning(message), stacklevel=2)

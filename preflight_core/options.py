@@ -71,6 +71,11 @@ class Option:
     parse: Callable[[str], object]
     default: object = None
     is_flag: bool = False
+    metavar: str = ""  # what --help shows for the value: PATH, SECONDS, …
+
+    @property
+    def value_name(self) -> str:
+        return self.metavar or self.name.split("-")[-1].upper()
 
     @property
     def flag(self) -> str:
@@ -93,30 +98,31 @@ OPTIONS: dict[str, Option] = {
     o.name: o
     for o in (
         Option("data-root", "folder that holds imagenet_val/, imagenet_meta/, coco_val2017/ (default: data/raw)",
-               _path, Path("data/raw")),
+               _path, Path("data/raw"), metavar="PATH"),
         Option("device", "where forward passes run: cuda (default), cuda:N or cpu (cpu under --tiny)",
-               _device, "cuda"),
+               _device, "cuda", metavar="cuda|cuda:N|cpu"),
         Option("tiny", "check a tiny generated world on the CPU instead of the real assets (CI smoke test)",
                _bool, False, is_flag=True),
-        Option("deep", "also decode every image and hash every weight file (cached by path+size+mtime)",
+        Option("deep", "also decode every image and hash every weight file (results cached by content identity: "
+               "size, mtime, inode, ctime)",
                _bool, False, is_flag=True),
         Option("fetch-missing", "download absent assets that the selected checks need, then check them",
                _bool, False, is_flag=True),
-        Option("imagenet-tar", "a downloaded ImageNet val tar to reorganize when fetching", _path, None),
+        Option("imagenet-tar", "a downloaded ImageNet val tar to reorganize when fetching", _path, None, metavar="PATH"),
         Option("coco-source", "where --fetch-missing gets COCO val2017: kaggle (default) or official",
-               _choice("kaggle", "official"), "kaggle"),
-        Option("report-json", "also write the readiness report as JSON to this path", _path, None),
+               _choice("kaggle", "official"), "kaggle", metavar="kaggle|official"),
+        Option("report-json", "also write the readiness report as JSON to this path", _path, None, metavar="PATH"),
         Option("stall-seconds", "a download attempt that receives less than 16 KiB in this many seconds ends and "
-               "is retried (default: 60)", _positive_seconds, 60.0),
+               "is retried (default: 60)", _positive_seconds, 60.0, metavar="SECONDS"),
         Option("tiny-world", "check an already built tiny world (a folder made by checks.tiny; self-tests)",
-               _path, None),
+               _path, None, metavar="PATH"),
         Option("fleet", "inside a Slurm allocation: run the same checks on every node (srun, one task per node) "
                "and print one nodes x assets table", _bool, False, is_flag=True),
         Option("fleet-dir", "write this node's report (with its Slurm identity) into this shared folder "
                "(under --fleet: where the node reports go; default $SLURM_SUBMIT_DIR/preflight-fleet/JOB-TIME)",
-               _path, None),
+               _path, None, metavar="DIR"),
         Option("fleet-timeout", "under --fleet: a node still checking after this many seconds is stopped and "
-               "reported as timed out (default: 1800)", _positive_seconds, 1800.0),
+               "reported as timed out (default: 1800)", _positive_seconds, 1800.0, metavar="SECONDS"),
     )
 }
 

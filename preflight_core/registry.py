@@ -1,7 +1,7 @@
 """The single source of truth: which assets exist, what each phase needs, the facts to check.
 
 Markers, required-vs-optional, the fetch fixtures, the CLI and the readiness report all read
-this module; nothing else restates the table of DESIGN.md §2 or the facts of §3.
+this module; nothing else restates the phase table or the facts (docs/design.md).
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ class ModelFacts:
     files: tuple[str | tuple[str, ...], ...]
     open_clip_name: str | None = None  # the -quickgelu architecture name
     approx_weight_bytes: int = 0
-    # The published weights (DESIGN.md §3): the revision they were pinned at, and the weight file's
+    # The published weights (docs/design.md, "Facts"): the revision they were pinned at, and the weight file's
     # name, size and sha256. The Hub names an LFS blob in the cache by exactly this sha256.
     revision: str = ""
     weights_file: str = ""

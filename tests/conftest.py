@@ -25,7 +25,7 @@ COCO_VAL = coco_val2017_files()
 COCO_OTHER = {"coco2017/train2017/000000000009.jpg": b"not needed",
               "coco2017/annotations/instances_val2017.json": b"{}"}
 
-REFERENCE_IMAGENET = REPO.parent / "shared" / "reference" / "imagenet"
+REFERENCE_IMAGENET = Path(__file__).resolve().parent / "data" / "imagenet"  # see its README: sources, hashes
 
 
 @pytest.fixture(autouse=True)
@@ -54,9 +54,7 @@ def http_mirror(http_server_session: FakeHTTPServer, monkeypatch: pytest.MonkeyP
 
 @pytest.fixture(scope="session")
 def reference_imagenet() -> Path:
-    """Byte-exact copies of the public ImageNet metadata files (never copied into the repository)."""
-    if not (REFERENCE_IMAGENET / "ILSVRC2012_val_synsets.txt").is_file():
-        pytest.skip(f"reference ImageNet metadata not found in {REFERENCE_IMAGENET}")
+    """Byte-exact copies of the public ImageNet metadata files, shipped with the self-tests."""
     return REFERENCE_IMAGENET
 
 
@@ -68,10 +66,17 @@ def pytest_configure(config: pytest.Config) -> None:
     and re-imported gives a second set of classes, and SiglipModel's weight init then fails its
     isinstance checks. Loading and running the tiny models here imports all of them up front.
     """
+    import importlib.util
     import tempfile
 
+    config.addinivalue_line("markers", "torch: needs torch (left out of the light run at the dependency floors)")
+    if importlib.util.find_spec("torch") is None:  # the light environment at the floors (.ci/run)
+        return
     from checks import models
+    from checks.session import quiet_transformers_default_config
     from checks.tiny_models import write_tiny_models
+
+    quiet_transformers_default_config()
 
     with tempfile.TemporaryDirectory(prefix="preflight-warmup-") as tmp:
         facts = write_tiny_models(Path(tmp) / "hub", Path(tmp) / "configs")

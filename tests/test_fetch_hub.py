@@ -140,6 +140,7 @@ def tiny_siglip() -> dict[str, bytes]:
     return files
 
 
+@pytest.mark.torch  # tiny models
 def test_pinned_commit_is_fetched_and_refs_main_names_it_although_main_moved_on(
         hub: FakeHub, tmp_path: Path, tiny_siglip: dict[str, bytes], monkeypatch: pytest.MonkeyPatch) -> None:
     """The Hub's main serves a later commit with other weights; the fetch takes the pinned one, and the plain
@@ -308,6 +309,7 @@ def test_an_edited_cached_config_json_is_replaced_and_named(hub: FakeHub, tmp_pa
     assert main(args) == 0 and "replaced" not in capsys.readouterr().out
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("damage", ["truncated", "blob removed"])
 def test_a_damaged_cached_safetensors_blob_is_downloaded_again(hub: FakeHub, tmp_path: Path, damage: str) -> None:
     repo = hub.add_repo(SIGLIP.repo_id, siglip_repo())
@@ -351,6 +353,7 @@ def test_a_repair_that_fails_leaves_the_cache_as_it_was(hub: FakeHub, tmp_path: 
     assert fetch_hf_model(facts).notes[0].startswith("replaced model.safetensors")
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("content", ['{"mine": true}', '{"mine": tr'], ids=["valid", "broken"])
 def test_files_outside_the_hf_cache_are_never_touched(hub: FakeHub, tmp_path: Path, content: str) -> None:
     """A snapshot link to a user's own file (not a blob): a valid one is left alone (nothing to compare it with);
@@ -468,6 +471,7 @@ def test_open_clip_resolves_the_registry_repo_and_files(asset: str) -> None:
     assert facts.weights_file == "open_clip_model.safetensors"  # the pinned file is the one open_clip tries first
 
 
+@pytest.mark.torch  # open_clip
 def test_clip_weights_land_where_open_clip_finds_them_offline(hub: FakeHub, tmp_path: Path, tiny_clip: dict,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     import open_clip
@@ -498,6 +502,7 @@ def test_clip_weights_land_where_open_clip_finds_them_offline(hub: FakeHub, tmp_
     assert open_clip.get_model_config(CLIP.open_clip_name)["embed_dim"] == CLIP.embed_dim  # registry restored
 
 
+@pytest.mark.torch  # open_clip
 def test_pinned_clip_is_not_satisfied_by_the_pickle(hub: FakeHub, tiny_clip: dict) -> None:
     """A repo with only open_clip_pytorch_model.bin: no published digest for it, so no fetch of it either."""
     repo = hub.add_repo(CLIP.repo_id, {"open_clip_pytorch_model.bin": tiny_clip["bin"]})
@@ -507,6 +512,7 @@ def test_pinned_clip_is_not_satisfied_by_the_pickle(hub: FakeHub, tiny_clip: dic
     assert not hub.downloads(CLIP.repo_id, "open_clip_pytorch_model.bin")
 
 
+@pytest.mark.torch  # open_clip
 def test_unpinned_clip_falls_back_to_the_pickle_when_the_repo_has_no_safetensors(hub: FakeHub,
                                                                                  tiny_clip: dict) -> None:
     hub.add_repo(CLIP.repo_id, {"open_clip_pytorch_model.bin": tiny_clip["bin"]})

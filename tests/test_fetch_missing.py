@@ -24,6 +24,9 @@ from tests.fakes.hub_server import FakeHub
 from tests.fakes.imagenet_tar import write_val_tar
 from tests.fakes.kaggle_server import FakeKaggle
 
+pytestmark = pytest.mark.torch  # tiny models are written and loaded with torch
+
+
 KEY = "kaggle-key-for-tests"
 
 

@@ -50,3 +50,18 @@ def test_a_wrong_way_import_is_caught(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from checks.imagenet import scan_val\n")
     assert imported_packages(bad) == {"checks"}
+
+
+def test_the_floors_ci_installs_are_the_lower_bounds_of_requirements_txt():
+    """requirements-floor.txt pins each `>=` of requirements.txt that the light CI run tests (torch aside)."""
+    import re
+
+    def bounds(name: str, op: str) -> dict[str, str]:
+        text = (PROJECT / name).read_text()
+        found = re.findall(rf"^([A-Za-z][\w.-]*)\s*{op}\s*([\d.]+)", text, re.M)
+        return {name.lower(): re.sub(r"(\.0)+$", "", version) for name, version in found}  # 9.0.0 == 9.0
+
+    floors, lower = bounds("requirements-floor.txt", "=="), bounds("requirements.txt", ">=")
+    assert floors and all(lower.get(name) == version for name, version in floors.items()), (floors, lower)
+    heavy = {"torch", "torchvision", "transformers", "open_clip_torch", "safetensors", "tokenizers"}
+    assert set(lower) - heavy <= set(floors), "a light dependency whose floor CI does not install"

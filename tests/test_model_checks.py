@@ -12,6 +12,9 @@ from checks.tiny import WORLD_FILE, build_tiny_world
 from checks.tiny_models import relink_snapshot_file, snapshot_dir
 from tests.checkrun import clean_environment, run_checks
 
+pytestmark = pytest.mark.torch  # tiny models are written and loaded with torch
+
+
 MODELS = "siglip2 or clip or env or gpu"
 
 

@@ -34,6 +34,9 @@ from preflight_core.hf_cache import (
 from preflight_core.registry import ASSETS
 from tests.checkrun import clean_environment, run_checks
 
+pytestmark = pytest.mark.torch  # tiny models are written and loaded with torch
+
+
 MODELS = ("siglip2_base", "siglip2_so400m", "clip_b32", "clip_l14")
 SIGLIP_B, CLIP_B = ASSETS["siglip2_base"].location, ASSETS["clip_b32"].location
 SELECT = "siglip2 or clip or env or gpu"

@@ -30,6 +30,9 @@ from checks.tiny_models import relink_snapshot_file, snapshot_dir, write_tiny_mo
 from preflight_core.hf_cache import cache_report, repo_dir, safetensors_problem
 from preflight_core.registry import ASSETS, ModelFacts
 
+pytestmark = pytest.mark.torch  # tiny models are written and loaded with torch
+
+
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ("siglip2_base", "siglip2_so400m", "clip_b32", "clip_l14")
 

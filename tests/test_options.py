@@ -99,7 +99,7 @@ def test_report_json_shape(pytester, tmp_path):
     pytester.runpytest_inprocess(str(CHECKS), "-p", "no:cacheprovider", "-m", "imagenet",
                                  f"--tiny-world={tmp_path / 'w'}", f"--report-json={out}")
     report = json.loads(out.read_text())
-    # The contract of README "The JSON report" and DESIGN.md §1.
+    # The contract of README "The JSON report" and docs/design.md.
     assert {"ok", "complete", "selection", "narrowed_by", "not_checked", "problems", "assets"} <= set(report)
     assert report["ok"] is False and report["selection"] == "-m 'imagenet'"
     assert report["complete"] is True and report["narrowed_by"] == [] and report["problems"] == []

@@ -109,6 +109,7 @@ def test_an_absent_optional_asset_alone_is_not_ready(pytester, world):
     assert "no check passed" in verdict(run) and "coco_val2017 absent" in verdict(run)
 
 
+@pytest.mark.torch
 def test_device_cpu_names_the_gpu_as_not_checked(pytester, model_world):
     run = run_checks(pytester, "-m", "phase1", "--device=cpu", world=model_world)
     assert run.ret == 0, run.result.stdout.str()
@@ -116,6 +117,7 @@ def test_device_cpu_names_the_gpu_as_not_checked(pytester, model_world):
     assert verdict(run).startswith("READY for -m 'phase1'") and "gpu not checked (--device cpu" in verdict(run)
 
 
+@pytest.mark.torch
 def test_login_node_command_without_gpu_is_ready(pytester, model_world):
     """README: `pytest -m "phase2 and not gpu"` on a machine without a GPU, default --device (cuda)."""
     run = run_checks(pytester, "-m", "phase2 and not gpu", "--device=cuda", world=model_world)
@@ -239,7 +241,7 @@ def test_verdict_line_is_the_last_line_and_matches_json(pytester, world):
     assert last_line_of_table(run) == verdict(run)
 
 
-def test_an_interrupted_run_is_narrowed(tmp_path, world):
+def test_an_interrupted_run_is_never_ready(tmp_path, world):
     """Ctrl-C mid-run (a KeyboardInterrupt in a check): the verdict says the run was cut short."""
     extra = tmp_path / "test_zz_interrupt.py"
     extra.write_text('import pytest\n\n@pytest.mark.asset("imagenet_meta")\ndef test_ctrl_c():\n'
@@ -251,8 +253,8 @@ def test_an_interrupted_run_is_narrowed(tmp_path, world):
                           cwd=PROJECT, capture_output=True, text=True, timeout=300)
     report = json.loads(out.read_text())
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, proc.stdout[-2000:]
-    assert report["complete"] is False and "an interruption" in report["narrowed_by"]
-    assert not report["verdict"].startswith("READY for all phases")
+    assert report["complete"] is False and "an interruption (Ctrl-C)" in report["narrowed_by"]
+    assert report["ok"] is False and report["verdict"].startswith("NOT READY"), report["verdict"]
 
 
 def test_the_printed_fix_repairs_a_metadata_file_that_does_not_parse(pytester, tmp_path, monkeypatch, http_mirror,
