@@ -100,8 +100,8 @@ class AssetRow:
             out.append((True, self.optional_absent))
             return out
         # A missing or broken row's other checks did not run for that reason: only say what is not obvious.
-        shown = self.not_checked + self.could_not_check if self.status is Status.NOT_CHECKED else self.could_not_check
-        return out + [(False, f"not checked: {m}") for m in shown]
+        unexplained = self.not_checked + self.could_not_check if self.status is Status.NOT_CHECKED else self.could_not_check
+        return out + [(False, f"not checked: {m}") for m in unexplained]
 
     def problems(self) -> list[str]:
         return [text for _, text in self.problem_lines()]
@@ -325,12 +325,21 @@ def _fix_lines(fix: Fix, indent: str, width: int) -> list[str]:
     return [f"{indent}fix (run from the project root):", *(f"{indent}  {shown(c)}" for c in fix.commands)]
 
 
+def _plain(value: object) -> str:
+    """One property value as plain text: a string as it is, a list one item a line, anything else as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list | tuple):
+        return "\n".join(str(v) for v in value)
+    return json.dumps(value, default=str)
+
+
 def plain_properties(props: list[tuple[str, object]]) -> list[tuple[str, str]]:
     """A check's properties as plain text, one value each (--junitxml writes them as they are)."""
     out = []
     for key, value in props:
         if key == OUTCOME_KEY:
-            out += [(f"preflight_{k}", v if isinstance(v, str) else "\n".join(v)) for k, v in value.items() if v]
+            out += [(f"preflight_{k}", _plain(v)) for k, v in value.items() if v]
         elif key == FIELD_KEY:
             name, v = value
             out.append((f"preflight_{name}", v if isinstance(v, str) else json.dumps(v)))

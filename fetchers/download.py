@@ -726,7 +726,7 @@ def _download_from_mirrors(remote: RemoteFile, final: Path, part: _Partial, sess
 
 def _download_url(url: str, remote: RemoteFile, part: _Partial, session: requests.Session, limits: _Limits) -> None:
     """Fill ``part`` with the pinned file from ``url``, resuming and retrying. Raises _UrlFailed."""
-    shown = redact(url)
+    url_shown = redact(url)
     stalls = 0  # consecutive attempts that did not get further than ever before
     delay = limits.backoff
     high = part.pos  # the furthest we have been: progress = beating it (a Range-ignoring server restarts at 0)
@@ -734,7 +734,7 @@ def _download_url(url: str, remote: RemoteFile, part: _Partial, session: request
     while True:
         wait: float | None = None
         try:
-            validator = _attempt(url, shown, remote, part, session, limits, validator)
+            validator = _attempt(url, url_shown, remote, part, session, limits, validator)
             return
         except _Retry as e:
             problem, wait = e.reason, e.wait
@@ -778,7 +778,7 @@ def _download_url(url: str, remote: RemoteFile, part: _Partial, session: request
             time.sleep(pause)
 
 
-def _attempt(url: str, shown: str, remote: RemoteFile, part: _Partial, session: requests.Session,
+def _attempt(url: str, url_shown: str, remote: RemoteFile, part: _Partial, session: requests.Session,
              limits: _Limits, validator: str | None) -> str | None:
     """One GET: stream what it gives into ``part``; returns the validator to resume with. Raises _Retry/_UrlFailed."""
     if part.adopted and part.pos == remote.size:  # killed after the last byte, before the rename
@@ -791,11 +791,11 @@ def _attempt(url: str, shown: str, remote: RemoteFile, part: _Partial, session: 
         if validator:
             headers["If-Range"] = validator
     with session.get(url, headers=headers, stream=True, timeout=limits.timeout) as r:
-        announced = _check_response(r, shown, remote, part)
+        announced = _check_response(r, url_shown, remote, part)
         if r.status_code == 200:
             etag = r.headers.get("ETag", "")
             validator = (etag if etag and not etag.startswith("W/") else None) or r.headers.get("Last-Modified")
-        _stream(r, shown, remote, part, limits, announced)
+        _stream(r, url_shown, remote, part, limits, announced)
     if part.pos != remote.size:  # a body that ended cleanly but short
         raise _UrlFailed(_size_message(remote, announced or f"{part.pos:,}"), _SIZE_FIX)
     digest = part.hexdigest()
@@ -843,7 +843,7 @@ def _reader(r: requests.Response) -> Callable[[memoryview], int]:
     return read_via_urllib3
 
 
-def _stream(r: requests.Response, shown: str, remote: RemoteFile, part: _Partial, limits: _Limits,
+def _stream(r: requests.Response, url_shown: str, remote: RemoteFile, part: _Partial, limits: _Limits,
             announced: str | None) -> None:
     """Receive the body into ``part`` until the pinned size, the end of the body, an error or a stall."""
     read = _reader(r)
@@ -912,7 +912,7 @@ def _size_message(remote: RemoteFile, got: str) -> str:
             f"the file changed upstream or the URL serves something else")
 
 
-def _check_response(r: requests.Response, shown: str, remote: RemoteFile, part: _Partial) -> str | None:
+def _check_response(r: requests.Response, url_shown: str, remote: RemoteFile, part: _Partial) -> str | None:
     """Classify the answer; returns the announced length of a wrong-size 200 (reported after an HTML sniff)."""
     code = r.status_code
     if code in (401, 403):

@@ -84,9 +84,9 @@ class Finding:
         elif self.examples and self.n > 1:
             parts.append(f"{self.n:,} found")
         if self.examples:
-            shown = ", ".join(str(e) for e in list(self.examples)[:MAX_EXAMPLES])
+            first = ", ".join(str(e) for e in list(self.examples)[:MAX_EXAMPLES])
             more = f", … (+{self.n - MAX_EXAMPLES:,} more)" if self.n > MAX_EXAMPLES else ""
-            parts.append(f"first: {shown}{more}" if self.n > 1 else f"{shown}")
+            parts.append(f"first: {first}{more}" if self.n > 1 else first)
         if self.where:
             parts.append(f"in {self.where}")
         return " — ".join(parts)

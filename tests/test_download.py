@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -791,7 +792,7 @@ def test_disk_full_mid_download_names_the_folder_in_the_fix(served, tiny_filesys
     with pytest.raises(DownloadError) as err:
         fetch_file(remote, dest, required_bytes=0, **FAST)
     assert "no space left on the device" in err.value.message and str(dest) in err.value.message, err.value.message
-    assert f"`df -h '{dest}'`" in err.value.fix, err.value.fix
+    assert f"`{shlex.join(['df', '-h', str(dest)])}`" in err.value.fix.text, err.value.fix
     assert not [p for p in dest.iterdir() if p.name.endswith(".part")]  # the temp file is gone
 
 
@@ -807,5 +808,5 @@ def test_an_immutable_folder_names_the_folder_for_lsattr(served, tmp_path: Path)
             fetch_file(remote, folder, **FAST)
     finally:
         subprocess.run(["chattr", "-i", str(folder)], check=True)
-    assert f"`lsattr -d {folder}`" in err.value.fix, err.value.fix
-    assert ".lock`" not in err.value.fix
+    assert f"`{shlex.join(['lsattr', '-d', str(folder)])}`" in err.value.fix.text, err.value.fix
+    assert ".lock`" not in err.value.fix.text
