@@ -56,6 +56,8 @@ def golden_inputs(asset, checkup):
         loaded = models.load_model(facts, world.hf_cache, checkup.load_device, world.open_clip_config_dir)
     except models.ModelLoadError:
         asset.skip(Status.NOT_CHECKED, f"{asset.name} did not load (see test_loads_offline_with_the_right_classes)")
+    if models.forward_check(loaded, facts).findings:
+        asset.skip(Status.NOT_CHECKED, f"{asset.name}'s forward pass fails (see test_forward_pass): fix that first")
     recipe = golden.published_recipe(val_facts)
     if len(recipe.classnames) != len(wnids):
         asset.fail(f"the recipe ({recipe.source}) names {len(recipe.classnames)} classes, the val tree has "

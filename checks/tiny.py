@@ -150,8 +150,11 @@ def write_tiny_data(data_root: Path, kaggle_cache: Path) -> None:
     (data_root / "coco_val2017").symlink_to(coco, target_is_directory=True)
 
 
-def build_tiny_world(root: Path, models: bool = True) -> World:
-    """Write the tiny world under ``root`` (which must not exist yet or be empty) and return it."""
+def build_tiny_world(root: Path, models: bool = True, random_weights: frozenset[str] = frozenset()) -> World:
+    """Write the tiny world under ``root`` (which must not exist yet or be empty) and return it.
+
+    ``random_weights``: models that get random instead of trained weights, pinned as they are (self-tests).
+    """
     root.mkdir(parents=True, exist_ok=True)
     data_root = root / "data" / "raw"
     write_tiny_data(data_root, root / "kagglehub")
@@ -163,7 +166,7 @@ def build_tiny_world(root: Path, models: bool = True) -> World:
         from checks.tiny_models import write_tiny_models
 
         config_dir = root / "open_clip_configs"
-        facts.update(write_tiny_models(hf_cache, config_dir))
+        facts.update(write_tiny_models(hf_cache, config_dir, random_weights))
     world = World(data_root=data_root, hf_cache=hf_cache, facts=facts, tiny=True, open_clip_config_dir=config_dir)
     (root / WORLD_FILE).write_text(world.to_json())
     return world

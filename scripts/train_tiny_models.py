@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--measure-only", action="store_true", help="measure the committed weights, do not train")
     args = parser.parse_args(argv)
     if not args.measure_only:
-        for name, path in train_all(args.out).items():
+        for path in train_all(args.out).values():
             print(f"wrote {path} ({path.stat().st_size:,} bytes)")
     if args.out.resolve() == tiny_models.TINY_WEIGHTS_DIR.resolve():
         measure()
