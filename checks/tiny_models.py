@@ -167,7 +167,7 @@ def siglip_files(name: str, weights: bytes) -> dict[str, bytes]:
             files[fname] = Path(tmp, fname).read_bytes()
     tok_cfg = json.loads(files["tokenizer_config.json"])
     tok_cfg["processor_class"] = "SiglipProcessor"
-    tok_cfg["padding_side"] = "right"
+    tok_cfg.update(padding_side="right", add_bos_token=False, add_eos_token=True)  # as google/siglip2-*
     files["tokenizer_config.json"] = json.dumps(tok_cfg, indent=2, sort_keys=True).encode()
     # transformers 5 no longer writes special_tokens_map.json; the google/siglip2 repos have one.
     files["special_tokens_map.json"] = json.dumps(tok.special_tokens_map, indent=2, sort_keys=True).encode()

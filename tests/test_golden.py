@@ -221,3 +221,27 @@ def test_project_recipe_is_information(tiny_world):
     meta = json.loads((tiny_world.data_root / "imagenet_meta" / "wnid_to_label.json").read_text())
     recipe = golden.project_recipe(meta, sorted(TINY_SHAPES))
     assert recipe.prompts()[0] == "a photo of a tench." and len(recipe.templates) == 1
+
+
+@pytest.mark.parametrize(("cli", "env", "ini", "expected"), [
+    (None, None, None, 5), (None, None, "3", 3), (None, "2", "3", 2), ("1", "2", "3", 1)])
+def test_golden_per_class_precedence(cli, env, ini, expected):
+    from preflight_core.options import OPTIONS, resolve
+
+    environ = {"PREFLIGHT_GOLDEN_PER_CLASS": env} if env else {}
+    assert resolve(OPTIONS["golden-per-class"], cli, environ, ini).value == expected
+
+
+def test_golden_per_class_invalid_names_its_source():
+    from preflight_core.options import OPTIONS, OptionError, resolve
+
+    with pytest.raises(OptionError, match="PREFLIGHT_GOLDEN_PER_CLASS.*positive whole number"):
+        resolve(OPTIONS["golden-per-class"], None, {"PREFLIGHT_GOLDEN_PER_CLASS": "0"})
+
+
+def test_golden_per_class_from_the_environment_sizes_the_sample(pytester, world, monkeypatch):
+    monkeypatch.setenv("PREFLIGHT_GOLDEN_PER_CLASS", "2")
+    run = run_checks(pytester, "-m", "golden and clip", world=world)
+    assert (zero_shot(run, "clip_b32")["n"], zero_shot(run, "clip_b32")["per_class"]) == (8, 2)
+    # the allowed drop grows with the smaller sample: SE with the finite-population factor (3−2)/(3−1)
+    assert zero_shot(run, "clip_b32")["allowed_drop"] == round(golden.allowed_drop(91.67, 8, 2, 3), 2)
