@@ -20,7 +20,7 @@ import os
 import re
 import string
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,7 +236,8 @@ def _short(ids: Sequence[int], limit: int = 24) -> str:
 
 # --------------------------------------------------------------------------- decoding, once per preprocessing
 
-_PIXELS: dict[tuple, Any] = {}  # (preprocessing key, paths) -> stacked pixel tensor, per process
+_PIXELS: dict[tuple, Any] = {}  # (preprocessing key, paths, transform) -> stacked pixel tensor, per process
+KEEP_PIXELS_BYTES = 4 << 30  # CLIP's 224² at k = 5 is 3 GB and is kept for the next CLIP; So400m's 384² (8.8 GB) is not
 
 
 def _decode(path: Path):
@@ -246,27 +247,38 @@ def _decode(path: Path):
         return im.convert("RGB")
 
 
-def sample_pixels(encoder: Encoder, paths: Sequence[Path], workers: int | None = None,
-                  transform: Callable[[Any], Any] | None = None):
-    """The sample's images through ``encoder``'s preprocessing, decoded in parallel; once per preprocessing.
+def pixel_batches(encoder: Encoder, paths: Sequence[Path], workers: int | None = None,
+                  transform: Callable[[Any], Any] | None = None) -> Iterator[Any]:
+    """The sample's images through ``encoder``'s preprocessing, BATCH at a time, decoded in parallel.
 
-    ``transform``: applied to each decoded RGB image first (self-tests plant a BGR swap with it).
+    Each image is decoded once per distinct preprocessing: the pixels are kept (up to
+    KEEP_PIXELS_BYTES) for the next model that preprocesses the same way. ``transform``: applied to
+    each decoded RGB image first (self-tests plant a BGR swap with it).
     """
     import torch
 
     key = (encoder.preprocessing_key(), tuple(map(str, paths)), transform)
     if key in _PIXELS:
-        return _PIXELS[key]
+        kept = _PIXELS[key]
+        for start in range(0, len(kept), BATCH):
+            yield kept[start:start + BATCH]
+        return
+    _PIXELS.clear()
 
     def one(path: Path):
         image = _decode(path)
         return encoder.pixels(transform(image) if transform else image)
 
+    chunks, keep = [], True
     with ThreadPoolExecutor(max_workers=workers or min(16, (os.cpu_count() or 2))) as pool:
-        pixels = torch.stack(list(pool.map(one, paths)))
-    _PIXELS.clear()  # one sample's pixels at a time: 5,000 × 3 × 384² floats is 8.8 GB
-    _PIXELS[key] = pixels
-    return pixels
+        for start in range(0, len(paths), BATCH):
+            chunk = torch.stack(list(pool.map(one, paths[start:start + BATCH])))
+            keep = keep and chunk.element_size() * chunk[0].numel() * len(paths) <= KEEP_PIXELS_BYTES
+            if keep:
+                chunks.append(chunk)
+            yield chunk
+    if keep and chunks:
+        _PIXELS[key] = torch.cat(chunks)
 
 
 def bgr(image):
@@ -400,20 +412,23 @@ class ZeroShot:
                 f"{self.published:.1f}%: a val tree that is not ImageNet val (a train split?) or another model")
 
 
-def top1(encoder: Encoder, classifier, pixels, labels: Sequence[int], progress: Callable[[int], None] | None = None
-         ) -> float:
+def top1(encoder: Encoder, classifiers: Sequence[Any], batches: Iterator[Any], labels: Sequence[int],
+         progress: Callable[[int], None] | None = None) -> list[float]:
+    """Top-1 (percent) of each classifier: every image encoded once, batch by batch, on the model's device."""
     import torch
 
-    correct = 0
+    correct, seen = [0] * len(classifiers), 0
     target = torch.as_tensor(labels)
     with torch.inference_mode():
-        for start in range(0, len(pixels), BATCH):
-            feats = encoder.encode_image(pixels[start:start + BATCH])
-            pred = (feats @ classifier.float()).argmax(dim=-1).cpu()
-            correct += int((pred == target[start:start + BATCH]).sum())
+        for pixels in batches:
+            feats = encoder.encode_image(pixels)
+            truth = target[seen:seen + len(pixels)]
+            for i, classifier in enumerate(classifiers):
+                correct[i] += int(((feats @ classifier.float()).argmax(dim=-1).cpu() == truth).sum())
+            seen += len(pixels)
             if progress:
-                progress(min(BATCH, len(pixels) - start))
-    return 100 * correct / max(len(labels), 1)
+                progress(len(pixels))
+    return [100 * c / max(len(labels), 1) for c in correct]
 
 
 def zero_shot(encoder: Encoder, sample: Sample, recipe: Recipe, val_facts: ImageNetValFacts, cache_dir: Path | None,
@@ -423,12 +438,12 @@ def zero_shot(encoder: Encoder, sample: Sample, recipe: Recipe, val_facts: Image
     t0 = time.perf_counter()
     facts = encoder.facts
     classifier, cached = build_classifier(encoder, recipe, cache_dir, weights_sha256)
-    pixels = sample_pixels(encoder, sample.paths, transform=transform)
-    acc = top1(encoder, classifier, pixels, sample.labels, progress)
-    project_acc = None
+    classifiers = [classifier]
     if project is not None:
-        project_classifier, _ = build_classifier(encoder, project, cache_dir, weights_sha256)
-        project_acc = top1(encoder, project_classifier, pixels, sample.labels)
+        classifiers.append(build_classifier(encoder, project, cache_dir, weights_sha256)[0])
+    accs = top1(encoder, classifiers, pixel_batches(encoder, sample.paths, transform=transform), sample.labels,
+                progress)
+    acc, project_acc = accs[0], (accs[1] if project is not None else None)
     drop = allowed_drop(facts.zero_shot_top1, sample.n, sample.per_class, val_facts.per_class)
     return ZeroShot(acc, sample.n, sample.per_class, facts.zero_shot_top1, facts.zero_shot_source, drop,
                     time.perf_counter() - t0, cached, project_acc, len(sample.wnids), str(encoder.loaded.device))
