@@ -81,6 +81,8 @@ def test_zero_shot(asset, checkup, model, gpu_ready, capsys):
                                   checkup.verify_cache.folder, weights_sha256, project, progress=bar.update)
     asset.record_field("zero_shot", result.as_json())
     asset.info(result.line())
+    if not asset.facts.token_pin_ids:
+        asset.info(f"token ids of {asset.facts.token_pin_prompt!r}: structure checked, ids not pinned in the registry")
     if result.top1_project_labels is not None:
         asset.info(f"information, not judged: {result.top1_project_labels:.1f}% with the project's "
                    f"{project.source}")

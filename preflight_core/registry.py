@@ -170,6 +170,9 @@ OPEN_CLIP_RESULTS = "open_clip results table (docs/openclip_results.csv)"
 SIGLIP2_PAPER = "SigLIP 2 paper, Table 1 (big_vision README_siglip2)"
 # "a photo of a tench." through open_clip's SimpleTokenizer: <start_of_text> … <end_of_text>, zero-padded to 77.
 CLIP_TOKEN_PIN = ("a photo of a tench.", (49406, 320, 1125, 539, 320, 1149, 634, 269, 49407))
+# SigLIP 2: the structure is pinned (no BOS, EOS last, 64 long: google/siglip2-* tokenizer_config.json has
+# add_bos_token false, add_eos_token true); the Gemma ids are not recorded yet (no copy of the tokenizer here).
+SIGLIP2_TOKEN_PIN = ("a photo of a tench.", ())
 SIGLIP2_FILES: tuple[str | tuple[str, ...], ...] = (
     "config.json",
     "model.safetensors",
@@ -277,14 +280,16 @@ ASSETS: dict[str, Asset] = {
                           revision="75de2d55ec2d0b4efc50b3e9ad70dba96a7b2fa2",
                           weights_file="model.safetensors", weights_size=1_500_800_904,
                           weights_sha256="612923381c76ec5a9bed335d1c48827e3f2e506ac31b044b63b2031fadee6a0b",
-                          zero_shot_top1=78.2, zero_shot_source=SIGLIP2_PAPER),
+                          zero_shot_top1=78.2, zero_shot_source=SIGLIP2_PAPER,
+                          token_pin_prompt=SIGLIP2_TOKEN_PIN[0], token_pin_ids=SIGLIP2_TOKEN_PIN[1]),
                required_in=frozenset({"phase1", "exp4"}), optional_in=_with_experiments("phase2", "phase3")),
         _model("siglip2_so400m", "SigLIP2 so400m-patch14-384", "siglip2",
                ModelFacts("transformers", "google/siglip2-so400m-patch14-384", 1152, 384, 64, SIGLIP2_FILES,
                           revision="e8e487298228002f3d8a82e0cd5c8ea9c567f57f",
                           weights_file="model.safetensors", weights_size=4_544_143_072,
                           weights_sha256="9f4f4a49f908ef0c979bce8ff5a5c0e88882dc6c5dc4304387cbbd152558e2c2",
-                          zero_shot_top1=84.1, zero_shot_source=SIGLIP2_PAPER),
+                          zero_shot_top1=84.1, zero_shot_source=SIGLIP2_PAPER,
+                          token_pin_prompt=SIGLIP2_TOKEN_PIN[0], token_pin_ids=SIGLIP2_TOKEN_PIN[1]),
                required_in=frozenset({"phase1", "exp4"}), optional_in=_with_experiments("phase2", "phase3")),
         _model("clip_b32", "CLIP ViT-B/32 (open_clip, openai)", "clip",
                ModelFacts("open_clip", "timm/vit_base_patch32_clip_224.openai", 512, 224, 77, OPEN_CLIP_FILES,
