@@ -65,6 +65,13 @@ def test_golden_selection(pytester, world):
         {"siglip2_base": False, "siglip2_so400m": False}  # SigLIP2 is optional in phase 2
 
 
+def test_a_run_without_m_includes_the_golden_checks(pytester, world):
+    run = run_checks(pytester, world=world)
+    assert run.ret == 0, run.result.stdout.str()
+    assert {f"{GOLDEN}[{m}]" for m in MODELS} <= set(run.outcomes())
+    assert all("zero_shot" in a for a in run.report["assets"] if a["name"] in MODELS)
+
+
 def test_golden_needs_imagenet_first(pytester, world):
     shutil.rmtree(world / "data" / "raw" / "imagenet_val")
     run = run_checks(pytester, "-m", "golden and clip", world=world)
