@@ -112,6 +112,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Give every check the markers of its asset, before `-m` deselects (hence tryfirst)."""
     has_xdist = config.pluginmanager.hasplugin("xdist")
     selection = config.stash[CHECKUP].selection
+    items.sort(key=lambda i: i.get_closest_marker("golden") is not None)  # stable: golden checks last in a row
     for item in items:
         marker = item.get_closest_marker("asset")
         if marker is None:

@@ -46,7 +46,8 @@ def golden_inputs(asset, checkup):
                   f"{', '.join(sample.short[:5])}{' …' if len(sample.short) > 5 else ''}")
     asset.needs_present()
     facts = asset.facts
-    if not cache_report(facts, world.hf_cache).complete:
+    cache = cache_report(facts, world.hf_cache)
+    if not cache.complete:
         asset.skip(Status.NOT_CHECKED, f"{asset.name}'s cache is incomplete (see test_cache_complete): fix it first")
     identity = weights_identity(facts, world.hf_cache)
     if not identity.published:
@@ -63,14 +64,18 @@ def golden_inputs(asset, checkup):
         asset.fail(f"the recipe ({recipe.source}) names {len(recipe.classnames)} classes, the val tree has "
                    f"{len(wnids)}", GOLDEN_FIX)
     project = golden.project_recipe(meta.wnid_to_label, wnids) if meta.wnid_to_label else None
-    return sample, recipe, project, loaded, identity.weights_sha256
+    # The classifier cache trusts the blob's name (its sha256) only with the identity of its content: a blob
+    # rewritten in place (corrupted, then repaired by a fetch) never reuses a classifier built from other bytes.
+    st = (cache.snapshot / identity.weights_file).resolve().stat()
+    weights_key = f"{identity.weights_sha256}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_ctime_ns}"
+    return sample, recipe, project, loaded, weights_key
 
 
 @pytest.mark.golden
 @pytest.mark.model
 @pytest.mark.parametrize("model", MODELS)
 def test_zero_shot(asset, checkup, model, gpu_ready, capsys):
-    sample, recipe, project, loaded, weights_sha256 = golden_inputs(asset, checkup)
+    sample, recipe, project, loaded, weights_key = golden_inputs(asset, checkup)
     encoder = golden.Encoder(loaded, asset.facts)
     pinned = encoder.token_problems() + encoder.scale_problems()
     from tqdm.auto import tqdm
@@ -78,7 +83,7 @@ def test_zero_shot(asset, checkup, model, gpu_ready, capsys):
     with capsys.disabled(), tqdm(total=sample.n, desc=f"golden {asset.name}", unit="img", disable=None,
                                  leave=False) as bar:
         result = golden.zero_shot(encoder, sample, recipe, asset.world.facts_for("imagenet_val"),
-                                  checkup.verify_cache.folder, weights_sha256, project, progress=bar.update)
+                                  checkup.verify_cache.folder, weights_key, project, progress=bar.update)
     asset.record_field("zero_shot", result.as_json())
     asset.info(result.line())
     if not asset.facts.token_pin_ids:
