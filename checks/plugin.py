@@ -137,12 +137,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     has_xdist = config.pluginmanager.hasplugin("xdist")
     selection = config.stash[CHECKUP].selection
+    items.sort(key=lambda i: i.get_closest_marker("golden") is not None)  # stable: golden checks last in a row
     for item in items:
         marker = item.get_closest_marker("asset")
         if marker is None:
             continue
         asset = ASSETS[marker.args[0]]
-        for name in asset.markers:
+        # A golden check carries its family only, unless --golden adds it to the phases' runs.
+        golden_only = item.get_closest_marker("golden") is not None and not config.stash[CHECKUP].value("golden")
+        for name in (asset.family,) if golden_only else asset.markers:
             item.add_marker(name)
         if has_xdist and asset.kind == "model":
             item.add_marker(pytest.mark.xdist_group(asset.name))  # one copy of each model per run

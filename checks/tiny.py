@@ -34,6 +34,29 @@ TINY_CLASSES = (
     ("n03126707", "crane", "crane (machine)"),
 )
 TINY_PER_CLASS = 3
+# The golden check's tiny world: each class is a visible (colour, shape), so trained tiny models can
+# tell them apart. Red and blue trade places under a BGR swap; the shapes survive grayscale.
+TINY_SHAPES = {  # wnid -> (colour, shape); sorted wnids = the class order
+    "n01440764": ("red", "circle"),
+    "n01443537": ("blue", "circle"),
+    "n02012849": ("red", "square"),
+    "n03126707": ("blue", "square"),
+}
+TINY_COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220)}
+# The tiny world's stand-ins for open_clip's IMAGENET_CLASSNAMES and OPENAI_IMAGENET_TEMPLATES.
+TINY_CLASSNAMES = tuple(f"{c} {s}" for _, (c, s) in sorted(TINY_SHAPES.items()))
+TINY_TEMPLATES = ("a photo of a {}.", "a drawing of a {}.", "a {} shape.", "a picture of the {}.")
+# The tiny models' "published" numbers: each trained model's top-1 on the whole tiny val tree through the
+# golden recipe (scripts/train_tiny_models.py measures them), and the token ids of one canonical prompt.
+TINY_SOURCE = "the tiny world (scripts/train_tiny_models.py, measured on the whole tiny val tree)"
+TINY_TOKEN_PROMPT = "a photo of a red circle."
+# Canonicalised ("a photo of a red circle"), no BOS, EOS (1), then pads to 64 (not shown).
+_SIGLIP_PIN = (6, 5, 21, 13, 20, 25, 20, 5, 20, 11, 5, 6, 5, 23, 10, 9, 5, 8, 14, 23, 8, 17, 10, 1)
+_CLIP_PIN = (49406, 320, 1125, 539, 320, 736, 7117, 269, 49407)  # <start_of_text> … <end_of_text>
+TINY_TOP1 = {"siglip2_base": 100.0, "siglip2_so400m": 100.0, "clip_b32": 91.67, "clip_l14": 83.33}
+TINY_GOLDEN = {name: {"zero_shot_top1": top1, "zero_shot_source": TINY_SOURCE, "token_pin_prompt": TINY_TOKEN_PROMPT,
+                      "token_pin_ids": _SIGLIP_PIN if name.startswith("siglip") else _CLIP_PIN}
+               for name, top1 in TINY_TOP1.items()}
 TINY_COCO_IDS = (139, 285, 632, 724, 776)
 WORLD_FILE = "preflight_world.json"
 
@@ -47,6 +70,28 @@ def jpeg_bytes(seed: int, mode: str = "RGB", size: tuple[int, int] = (40, 30), p
     im = Image.frombytes(mode, size, rng.randbytes(size[0] * size[1] * channels))
     buf = io.BytesIO()
     im.save(buf, "JPEG", quality=80, progressive=progressive)
+    return buf.getvalue()
+
+
+def shape_image(wnid: str, seed: int, size: tuple[int, int] = (40, 30)):
+    """A PIL RGB image of ``wnid``'s coloured shape at a seeded place and size, on a noisy grey ground."""
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(seed)
+    w, h = size
+    im = Image.frombytes("L", size, bytes(rng.randrange(120, 200) for _ in range(w * h))).convert("RGB")
+    colour, shape = TINY_SHAPES[wnid]
+    side = rng.randrange(min(w, h) // 2, min(w, h) - 4)
+    x, y = rng.randrange(0, w - side), rng.randrange(0, h - side)
+    draw = ImageDraw.Draw(im)
+    (draw.ellipse if shape == "circle" else draw.rectangle)((x, y, x + side - 1, y + side - 1),
+                                                            fill=TINY_COLOURS[colour])
+    return im
+
+
+def encode_jpeg(im, mode: str = "RGB", progressive: bool = False) -> bytes:
+    buf = io.BytesIO()
+    im.convert(mode).save(buf, "JPEG", quality=85, progressive=progressive)
     return buf.getvalue()
 
 
@@ -68,12 +113,10 @@ def tiny_meta_files() -> dict[str, bytes]:
 
 
 def tiny_image(image_id: int) -> bytes:
-    """Mostly RGB; some grayscale, a CMYK one and a progressive one: legit oddities of the real set."""
-    if image_id == 2:
-        return jpeg_bytes(image_id, "CMYK")
-    if image_id % 4 == 0:
-        return jpeg_bytes(image_id, "L")
-    return jpeg_bytes(image_id, progressive=image_id == 5)
+    """Its class's shape; mostly RGB, some grayscale, a CMYK one and a progressive one: legit oddities of the real set."""
+    im = shape_image(tiny_labels()[image_id - 1], seed=image_id)
+    mode = "CMYK" if image_id == 2 else "L" if image_id % 4 == 0 else "RGB"
+    return encode_jpeg(im, mode, progressive=image_id == 5)
 
 
 def tiny_facts() -> dict[str, object]:
@@ -81,7 +124,8 @@ def tiny_facts() -> dict[str, object]:
     meta = tiny_meta_files()
     pinned = (CLASS_INDEX, SIMPLE_LABELS, VAL_SYNSETS)
     facts = {name: asset.facts for name, asset in ASSETS.items()}
-    facts["imagenet_val"] = ImageNetValFacts(n_classes=n, per_class=TINY_PER_CLASS, n_images=n * TINY_PER_CLASS)
+    facts["imagenet_val"] = ImageNetValFacts(n_classes=n, per_class=TINY_PER_CLASS, n_images=n * TINY_PER_CLASS,
+                                             golden_classnames=TINY_CLASSNAMES, golden_templates=TINY_TEMPLATES)
     facts["imagenet_meta"] = replace(
         ImageNetMetaFacts(), n_classes=n, n_val_images=n * TINY_PER_CLASS, per_class=TINY_PER_CLASS,
         pins={f: (len(meta[f]), hashlib.sha256(meta[f]).hexdigest()) for f in pinned})
@@ -106,8 +150,11 @@ def write_tiny_data(data_root: Path, kaggle_cache: Path) -> None:
     (data_root / "coco_val2017").symlink_to(coco, target_is_directory=True)
 
 
-def build_tiny_world(root: Path, models: bool = True) -> World:
-    """Write the tiny world under ``root`` (which must not exist yet or be empty) and return it."""
+def build_tiny_world(root: Path, models: bool = True, random_weights: frozenset[str] = frozenset()) -> World:
+    """Write the tiny world under ``root`` (which must not exist yet or be empty) and return it.
+
+    ``random_weights``: models that get random instead of trained weights, pinned as they are (self-tests).
+    """
     root.mkdir(parents=True, exist_ok=True)
     data_root = root / "data" / "raw"
     write_tiny_data(data_root, root / "kagglehub")
@@ -119,7 +166,7 @@ def build_tiny_world(root: Path, models: bool = True) -> World:
         from checks.tiny_models import write_tiny_models
 
         config_dir = root / "open_clip_configs"
-        facts.update(write_tiny_models(hf_cache, config_dir))
+        facts.update(write_tiny_models(hf_cache, config_dir, random_weights))
     world = World(data_root=data_root, hf_cache=hf_cache, facts=facts, tiny=True, open_clip_config_dir=config_dir)
     (root / WORLD_FILE).write_text(world.to_json())
     return world

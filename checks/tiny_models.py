@@ -33,10 +33,15 @@ from preflight_core.registry import ASSETS, OPEN_CLIP_FILES, SIGLIP2_FILES, Libr
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".model", ".msgpack", ".h5", ".onnx")
 LFS_THRESHOLD = 10 << 20
 
-# name -> (hidden = embed dim, image size, patch size); so400m's patch 14 kept, like the real one.
-TINY_SIGLIP = {"siglip2_base": (32, 32, 16), "siglip2_so400m": (48, 28, 14)}
+# name -> (hidden = embed dim, image size, patch size). Patch 8 / 7 (16 patches): with 4 patches a
+# tiny ViT cannot learn where a shape is (measured: patch 16 plateaued at 37 % on 16 classes).
+TINY_SIGLIP = {"siglip2_base": (32, 32, 8), "siglip2_so400m": (48, 28, 7)}
 # name -> (embed dim, vision width, image size, patch size, text width)
-TINY_CLIP = {"clip_b32": (32, 64, 32, 16, 32), "clip_l14": (48, 64, 28, 14, 48)}
+TINY_CLIP = {"clip_b32": (32, 32, 32, 8, 32), "clip_l14": (48, 48, 28, 7, 48)}
+# The trained weights (scripts/train_tiny_models.py makes them), gzip'd safetensors: the tiny CLIPs'
+# 49,408-row token tables are zero except the rows the tiny prompts use, so they compress to kilobytes.
+TINY_WEIGHTS_DIR = Path(__file__).resolve().parent / "tiny_weights"
+SEEDS = {name: seed for seed, name in enumerate([*TINY_SIGLIP, *TINY_CLIP])}
 SIGLIP_CONTEXT = 64
 CLIP_CONTEXT = 77
 CLIP_VOCAB = 49408  # open_clip's SimpleTokenizer (the real one) emits ids up to 49407
@@ -109,15 +114,24 @@ def _gemma_vocab() -> dict[str, int]:
     return vocab
 
 
-def _state_dict_bytes(model) -> bytes:
+def state_dict_bytes(model) -> bytes:
     from safetensors.torch import save
 
     return save({k: v.detach().contiguous() for k, v in model.state_dict().items()}, metadata={"format": "pt"})
 
 
-def _siglip_files(hidden: int, image: int, patch: int, seed: int) -> dict[str, bytes]:
+def siglip_model(name: str):
+    """The tiny SigLIP ``name`` with its seeded random initial weights."""
     import torch
-    from transformers import GemmaTokenizer, SiglipConfig, SiglipModel, SiglipTextConfig, SiglipVisionConfig
+    from transformers import SiglipModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEEDS[name])
+        return SiglipModel(_siglip_config(*TINY_SIGLIP[name]))
+
+
+def _siglip_config(hidden: int, image: int, patch: int):
+    from transformers import SiglipConfig, SiglipTextConfig, SiglipVisionConfig
 
     vocab = _gemma_vocab()
     heads, inter = 2, 2 * hidden
@@ -129,19 +143,31 @@ def _siglip_files(hidden: int, image: int, patch: int, seed: int) -> dict[str, b
         vision_config=SiglipVisionConfig(hidden_size=hidden, intermediate_size=inter, num_hidden_layers=1,
                                          num_attention_heads=heads, image_size=image, patch_size=patch).to_dict())
     config.architectures = ["SiglipModel"]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = SiglipModel(config)
+    return config
+
+
+def siglip_files(name: str, weights: bytes) -> dict[str, bytes]:
+    """What the Hub repo of the tiny SigLIP ``name`` holds, with ``weights`` as model.safetensors."""
+    from transformers import GemmaTokenizer
+
+    hidden, image, patch = TINY_SIGLIP[name]
+    vocab = _gemma_vocab()
     # use_diff=False: the diff against defaults makes transformers warn about its own default token ids
-    files = {"config.json": config.to_json_string(use_diff=False).encode(),
-             "model.safetensors": _state_dict_bytes(model)}
+    files = {"config.json": _siglip_config(hidden, image, patch).to_json_string(use_diff=False).encode(),
+             "model.safetensors": weights}
     with tempfile.TemporaryDirectory() as tmp:
+        from tokenizers import processors
+
         tok = GemmaTokenizer(vocab=vocab, merges=[])
+        # As SigLIP 2 was trained (big_vision): no BOS, an EOS after the text, pads on the right.
+        tok._tokenizer.post_processor = processors.TemplateProcessing(
+            single="$A <eos>", pair="$A <eos> $B <eos>", special_tokens=[("<eos>", 1)])
         tok.save_pretrained(tmp)
-        for name in ("tokenizer.json", "tokenizer_config.json"):
-            files[name] = Path(tmp, name).read_bytes()
+        for fname in ("tokenizer.json", "tokenizer_config.json"):
+            files[fname] = Path(tmp, fname).read_bytes()
     tok_cfg = json.loads(files["tokenizer_config.json"])
     tok_cfg["processor_class"] = "SiglipProcessor"
+    tok_cfg.update(padding_side="right", add_bos_token=False, add_eos_token=True)  # as google/siglip2-*
     files["tokenizer_config.json"] = json.dumps(tok_cfg, indent=2, sort_keys=True).encode()
     # transformers 5 no longer writes special_tokens_map.json; the google/siglip2 repos have one.
     files["special_tokens_map.json"] = json.dumps(tok.special_tokens_map, indent=2, sort_keys=True).encode()
@@ -159,10 +185,50 @@ def _open_clip_config(embed: int, width: int, image: int, patch: int, text_width
     return {
         "embed_dim": embed,
         "quick_gelu": True,
-        "vision_cfg": {"image_size": image, "layers": 2, "width": width, "patch_size": patch},
+        "vision_cfg": {"image_size": image, "layers": 1, "width": width, "patch_size": patch, "head_width": 16},
         "text_cfg": {"context_length": CLIP_CONTEXT, "vocab_size": CLIP_VOCAB, "width": text_width, "heads": 2,
-                     "layers": 2},
+                     "layers": 1},
     }
+
+
+def write_open_clip_configs(config_dir: Path) -> None:
+    """open_clip model configs that put the tiny ViTs under the real ``-quickgelu`` names."""
+    config_dir.mkdir(parents=True, exist_ok=True)
+    for name, dims in TINY_CLIP.items():
+        config = json.dumps(_open_clip_config(*dims), indent=1)
+        (config_dir / f"{ASSETS[name].facts.open_clip_name}.json").write_text(config)
+
+
+def clip_model(name: str, keep_token_rows: set[int] | None = None):
+    """The tiny open_clip CLIP ``name``, seeded random; call inside ``open_clip_configs(dir)``.
+
+    ``keep_token_rows``: zero every other row of the token table (rows no tiny prompt uses never train).
+    """
+    import open_clip
+    import torch
+
+    with torch.random.fork_rng(devices=[]), _quiet():
+        torch.manual_seed(SEEDS[name])
+        model = open_clip.create_model(ASSETS[name].facts.open_clip_name, pretrained=None)
+    if keep_token_rows is not None:
+        with torch.no_grad():
+            table = model.token_embedding.weight
+            keep = torch.zeros(table.shape[0], dtype=torch.bool)
+            keep[sorted(keep_token_rows)] = True
+            table[~keep] = 0
+    return model
+
+
+def trained_weights(name: str) -> bytes:
+    """The committed trained weights of tiny model ``name`` (safetensors bytes)."""
+    import gzip
+
+    path = TINY_WEIGHTS_DIR / f"{name}.safetensors.gz"
+    try:
+        return gzip.decompress(path.read_bytes())
+    except OSError as e:
+        raise FileNotFoundError(f"the trained tiny weights {path} are missing or damaged ({e}): "
+                                "run python scripts/train_tiny_models.py") from e
 
 
 def _pins(snapshot: Path, weights_file: str, data: bytes) -> dict[str, object]:
@@ -172,35 +238,35 @@ def _pins(snapshot: Path, weights_file: str, data: bytes) -> dict[str, object]:
             "weights_sha256": hashlib.sha256(data).hexdigest()}
 
 
-def write_tiny_models(hf_cache: Path, open_clip_config_dir: Path) -> dict[str, ModelFacts]:
-    """Write the four tiny models into ``hf_cache`` (+ open_clip configs); return their facts by asset name."""
-    import torch
+def write_tiny_models(hf_cache: Path, open_clip_config_dir: Path,
+                      random_weights: frozenset[str] = frozenset()) -> dict[str, ModelFacts]:
+    """Write the four tiny models into ``hf_cache`` (+ open_clip configs); return their facts by asset name.
+
+    The weights are the trained ones (``trained_weights``); models named in ``random_weights`` get their
+    seeded random initial weights instead (an impostor whose pins still agree: the golden check's self-test).
+    """
+    from checks.tiny import TINY_GOLDEN
 
     hf_cache, open_clip_config_dir = Path(hf_cache), Path(open_clip_config_dir)
-    open_clip_config_dir.mkdir(parents=True, exist_ok=True)
+    write_open_clip_configs(open_clip_config_dir)
     out: dict[str, ModelFacts] = {}
-    for seed, (name, (hidden, image, patch)) in enumerate(TINY_SIGLIP.items()):
+    for name, (hidden, image, _) in TINY_SIGLIP.items():
         real: ModelFacts = ASSETS[name].facts
-        files = _siglip_files(hidden, image, patch, seed)
+        weights = state_dict_bytes(siglip_model(name)) if name in random_weights else trained_weights(name)
+        files = siglip_files(name, weights)
         snap = write_hf_snapshot(hf_cache, real.repo_id, files)
         out[name] = ModelFacts(Library.TRANSFORMERS, real.repo_id, hidden, image, SIGLIP_CONTEXT, SIGLIP2_FILES,
-                               approx_weight_bytes=len(files["model.safetensors"]),
-                               **_pins(snap, "model.safetensors", files["model.safetensors"]))
-    for name, dims in TINY_CLIP.items():
+                               approx_weight_bytes=len(weights), **TINY_GOLDEN[name],
+                               **_pins(snap, "model.safetensors", weights))
+    for name, (embed, _, image, _, _) in TINY_CLIP.items():
         real = ASSETS[name].facts
-        config = json.dumps(_open_clip_config(*dims), indent=1)
-        (open_clip_config_dir / f"{real.open_clip_name}.json").write_text(config)
-    with open_clip_configs(open_clip_config_dir), _quiet():
-        import open_clip
-
-        for seed, (name, (embed, _, image, _, _)) in enumerate(TINY_CLIP.items(), start=len(TINY_SIGLIP)):
-            real = ASSETS[name].facts
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                model = open_clip.create_model(real.open_clip_name, pretrained=None)
-            weights = _state_dict_bytes(model)
-            snap = write_hf_snapshot(hf_cache, real.repo_id, {"open_clip_model.safetensors": weights})
-            out[name] = ModelFacts(Library.OPEN_CLIP, real.repo_id, embed, image, CLIP_CONTEXT, OPEN_CLIP_FILES,
-                                   open_clip_name=real.open_clip_name, approx_weight_bytes=len(weights),
-                                   **_pins(snap, "open_clip_model.safetensors", weights))
+        if name in random_weights:
+            with open_clip_configs(open_clip_config_dir):
+                weights = state_dict_bytes(clip_model(name))
+        else:
+            weights = trained_weights(name)
+        snap = write_hf_snapshot(hf_cache, real.repo_id, {"open_clip_model.safetensors": weights})
+        out[name] = ModelFacts(Library.OPEN_CLIP, real.repo_id, embed, image, CLIP_CONTEXT, OPEN_CLIP_FILES,
+                               open_clip_name=real.open_clip_name, approx_weight_bytes=len(weights),
+                               **TINY_GOLDEN[name], **_pins(snap, "open_clip_model.safetensors", weights))
     return out

@@ -55,6 +55,16 @@ def _positive_seconds(raw: str) -> float:
     return value
 
 
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise OptionError("expected a positive whole number, e.g. 5")
+    return value
+
+
 def _choice(*choices: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw.strip() in choices:
@@ -114,6 +124,10 @@ OPTIONS: dict[str, Option] = {
         Option("report-json", "also write the readiness report as JSON to this path", _path, None, metavar="PATH"),
         Option("stall-seconds", "a download attempt that receives less than 16 KiB in this many seconds ends and "
                "is retried (default: 60)", _positive_seconds, 60.0, metavar="SECONDS"),
+        Option("golden", "also run the golden check (zero-shot top-1 against the published number) with -m phaseN",
+               _bool, False, is_flag=True),
+        Option("golden-per-class", "images per class the golden check samples from ImageNet val (default: 5)",
+               _positive_int, 5, metavar="K"),
         Option("tiny-world", "check an already built tiny world (a folder made by checks.tiny; self-tests)",
                _path, None, metavar="PATH"),
         Option("fleet", "inside a Slurm allocation: run the same checks on every node (srun, one task per node) "

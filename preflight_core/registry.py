@@ -40,6 +40,10 @@ class ImageNetValFacts:
     # The face-blurred release drops a few images; ``max_missing`` ids may be absent.
     max_missing: int = 0
     variant: str = "official"
+    # The golden check's class names (in sorted-wnid order) and prompt templates ("a photo of a {}.");
+    # empty: the published ones that open_clip ships (zero_shot_metadata). The tiny world brings its own.
+    golden_classnames: tuple[str, ...] = ()
+    golden_templates: tuple[str, ...] = ()
 
 
 IMAGENET_VAL_OFFICIAL = ImageNetValFacts()
@@ -166,6 +170,12 @@ class ModelFacts:
     weights_file: str = ""
     weights_size: int = 0
     weights_sha256: str = ""
+    # The golden check (docs/design.md): the published ImageNet-1k zero-shot top-1 (percent) and where it is
+    # published; the token ids of one canonical prompt through the recipe's tokenisation (empty: no pin).
+    zero_shot_top1: float = 0.0
+    zero_shot_source: str = ""
+    token_pin_prompt: str = ""
+    token_pin_ids: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "library", Library(self.library))  # also from a world's JSON
@@ -173,6 +183,13 @@ class ModelFacts:
             object.__setattr__(self, "approx_weight_bytes", self.weights_size)
 
 
+OPEN_CLIP_RESULTS = "open_clip results table (docs/openclip_results.csv)"
+SIGLIP2_PAPER = "SigLIP 2 paper, Table 1 (big_vision README_siglip2)"
+# "a photo of a tench." through open_clip's SimpleTokenizer: <start_of_text> … <end_of_text>, zero-padded to 77.
+CLIP_TOKEN_PIN = ("a photo of a tench.", (49406, 320, 1125, 539, 320, 1149, 634, 269, 49407))
+# SigLIP 2: the structure is pinned (no BOS, EOS last, 64 long: google/siglip2-* tokenizer_config.json has
+# add_bos_token false, add_eos_token true); the Gemma ids are not recorded yet (no copy of the tokenizer here).
+SIGLIP2_TOKEN_PIN = ("a photo of a tench.", ())
 SIGLIP2_FILES: tuple[str | tuple[str, ...], ...] = (
     "config.json",
     "model.safetensors",
@@ -218,7 +235,8 @@ class Asset:
     @property
     def check_markers(self) -> tuple[str, ...]:
         """Markers that some of this asset's checks add on top of ``markers``."""
-        return {"data": ("deep",), "model": ("model", "gpu", "deep"), "environment": ("model",)}.get(self.kind, ())
+        return {"data": ("deep",), "model": ("model", "gpu", "deep", "golden"),
+                "environment": ("model",)}.get(self.kind, ())
 
 
 def _with_experiments(*phases: str) -> frozenset[str]:
@@ -287,27 +305,35 @@ ASSETS: dict[str, Asset] = {
                ModelFacts(Library.TRANSFORMERS, "google/siglip2-base-patch16-224", 768, 224, 64, SIGLIP2_FILES,
                           revision="75de2d55ec2d0b4efc50b3e9ad70dba96a7b2fa2",
                           weights_file="model.safetensors", weights_size=1_500_800_904,
-                          weights_sha256="612923381c76ec5a9bed335d1c48827e3f2e506ac31b044b63b2031fadee6a0b"),
+                          weights_sha256="612923381c76ec5a9bed335d1c48827e3f2e506ac31b044b63b2031fadee6a0b",
+                          zero_shot_top1=78.2, zero_shot_source=SIGLIP2_PAPER,
+                          token_pin_prompt=SIGLIP2_TOKEN_PIN[0], token_pin_ids=SIGLIP2_TOKEN_PIN[1]),
                required_in=frozenset({"phase1", "exp4"}), optional_in=_with_experiments("phase2", "phase3")),
         _model("siglip2_so400m", "SigLIP2 so400m-patch14-384", "siglip2",
                ModelFacts(Library.TRANSFORMERS, "google/siglip2-so400m-patch14-384", 1152, 384, 64, SIGLIP2_FILES,
                           revision="e8e487298228002f3d8a82e0cd5c8ea9c567f57f",
                           weights_file="model.safetensors", weights_size=4_544_143_072,
-                          weights_sha256="9f4f4a49f908ef0c979bce8ff5a5c0e88882dc6c5dc4304387cbbd152558e2c2"),
+                          weights_sha256="9f4f4a49f908ef0c979bce8ff5a5c0e88882dc6c5dc4304387cbbd152558e2c2",
+                          zero_shot_top1=84.1, zero_shot_source=SIGLIP2_PAPER,
+                          token_pin_prompt=SIGLIP2_TOKEN_PIN[0], token_pin_ids=SIGLIP2_TOKEN_PIN[1]),
                required_in=frozenset({"phase1", "exp4"}), optional_in=_with_experiments("phase2", "phase3")),
         _model("clip_b32", "CLIP ViT-B/32 (open_clip, openai)", "clip",
                ModelFacts(Library.OPEN_CLIP, "timm/vit_base_patch32_clip_224.openai", 512, 224, 77, OPEN_CLIP_FILES,
                           open_clip_name="ViT-B-32-quickgelu",
                           revision="a6f597a30f7b82c51704746581f9a4e41421e878",
                           weights_file="open_clip_model.safetensors", weights_size=605_143_284,
-                          weights_sha256="e6d1bd7789aa45192b3bf90570a789b478bae1b74ebcce7eddd908e83a2b7c31"),
+                          weights_sha256="e6d1bd7789aa45192b3bf90570a789b478bae1b74ebcce7eddd908e83a2b7c31",
+                          zero_shot_top1=63.3, zero_shot_source=f"{OPEN_CLIP_RESULTS}: 63.32; CLIP paper 63.2",
+                          token_pin_prompt=CLIP_TOKEN_PIN[0], token_pin_ids=CLIP_TOKEN_PIN[1]),
                required_in=ALL_PHASES),
         _model("clip_l14", "CLIP ViT-L/14 (open_clip, openai)", "clip",
                ModelFacts(Library.OPEN_CLIP, "timm/vit_large_patch14_clip_224.openai", 768, 224, 77, OPEN_CLIP_FILES,
                           open_clip_name="ViT-L-14-quickgelu",
                           revision="18d0535469bb561bf468d76c1d73aa35156c922b",
                           weights_file="open_clip_model.safetensors", weights_size=1_710_517_724,
-                          weights_sha256="9ce2e8a8ebfff3793d7d375ad6d3c35cb9aebf3de7ace0fc7308accab7cd207e"),
+                          weights_sha256="9ce2e8a8ebfff3793d7d375ad6d3c35cb9aebf3de7ace0fc7308accab7cd207e",
+                          zero_shot_top1=75.5, zero_shot_source=f"{OPEN_CLIP_RESULTS}: 75.54; CLIP paper 75.3",
+                          token_pin_prompt=CLIP_TOKEN_PIN[0], token_pin_ids=CLIP_TOKEN_PIN[1]),
                required_in=ALL_PHASES),
         Asset(
             "gpu",
@@ -339,4 +365,5 @@ def all_markers() -> dict[str, str]:
     markers.update(FAMILIES)
     markers["asset"] = "asset(name): the registry asset a check belongs to"
     markers["deep"] = "slow checks that run only with --deep"
+    markers["golden"] = "the golden check: zero-shot top-1 on a sample of ImageNet val against the published number"
     return markers

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from checks.tiny import build_tiny_world, tiny_labels
+from checks import models
+from checks.tiny import build_tiny_world, tiny_image, tiny_labels
 from preflight_core.registry import IMAGENET_META_FILES
 from tests.checkrun import clean_environment, run_checks
 from tests.conftest import KAGGLE_USER as USER
@@ -47,7 +48,7 @@ def emptied_world(tmp_path: Path, monkeypatch, http_mirror, hub: FakeHub, kaggle
     shutil.rmtree(meta)
     shutil.rmtree(world.data_root / "imagenet_val")
     (world.data_root / "downloads").mkdir()
-    write_val_tar(world.data_root / "downloads" / "ILSVRC2012_img_val.tar", tiny_labels())
+    write_val_tar(world.data_root / "downloads" / "ILSVRC2012_img_val.tar", tiny_labels(), body=tiny_image)
     coco = world.data_root / "coco_val2017"
     shutil.rmtree(coco.resolve())
     coco.unlink()
@@ -287,6 +288,7 @@ def test_fetch_missing_repairs_a_corrupt_cached_file(pytester, tmp_path, monkeyp
     row = next(a for a in before.report["assets"] if a["name"] == "clip_b32")
     assert row["fix_commands"] and row["fix_commands"][0].startswith("rm -- ")
     subprocess.run(row["fix_commands"][0], shell=True, check=True)  # the rm; the fetch follows here:
+    models.clear_loaded()  # a new session in the same process: forget the model loaded from the corrupt blob
     after = run_checks(pytester, "-m", "clip and not gpu", "--deep", "--fetch-missing", world=tmp_path / "world")
     assert after.status("clip_b32") == "ready", after.result.stdout.str()
     assert len(hub.downloads(repo_id, "open_clip_model.safetensors")) == 1

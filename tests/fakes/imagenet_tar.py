@@ -6,7 +6,7 @@ import io
 import random
 import signal
 import tarfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import cache
 from pathlib import Path
 
@@ -33,7 +33,7 @@ def write_val_tar(
     variant: str = "official",
     ids: Iterable[int] | None = None,
     seed: int | None = 0,
-    body: bytes | None = None,
+    body: bytes | Callable[[int], bytes] | None = None,
     extra: Sequence[tuple[tarfile.TarInfo, bytes | None]] = (),
     compression: str = "",
 ) -> Path:
@@ -45,7 +45,7 @@ def write_val_tar(
     ids = list(range(1, len(labels) + 1) if ids is None else ids)
     if seed is not None:
         random.Random(seed).shuffle(ids)
-    data = tiny_jpeg() if body is None else body
+    data = tiny_jpeg() if body is None else body  # or a function of the image id
     with tarfile.open(path, f"w:{compression}" if compression else "w", format=tarfile.GNU_FORMAT) as tf:
         if variant != "official":
             for name in ["val_blurred", *(f"val_blurred/{w}" for w in sorted(set(labels)))]:
@@ -54,8 +54,9 @@ def write_val_tar(
                 tf.addfile(ti)
         for image_id in ids:
             ti = tarfile.TarInfo(member_name(image_id, labels[image_id - 1], variant))
-            ti.size, ti.mode, ti.mtime = len(data), 0o644, 1_300_000_000
-            tf.addfile(ti, io.BytesIO(data))
+            member = data(image_id) if callable(data) else data
+            ti.size, ti.mode, ti.mtime = len(member), 0o644, 1_300_000_000
+            tf.addfile(ti, io.BytesIO(member))
         for ti, content in extra:
             tf.addfile(ti, io.BytesIO(content) if content is not None else None)
     return path
