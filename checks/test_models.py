@@ -88,4 +88,4 @@ def test_forward_pass(asset, model_cache, checkup, model, gpu_ready):
 def test_weight_blobs_match_their_etags(deep, model_cache, asset, checkup, model):
     if model_cache.snapshot is None:
         asset.skip(Status.NOT_CHECKED, f"{asset.name} has no snapshot to hash")
-    expect_none(models.blob_findings(model_cache.snapshot, asset.facts.files, checkup.verify_cache.path))
+    expect_none(models.blob_findings(model_cache.snapshot, asset.facts.files, checkup.verify_cache.folder))

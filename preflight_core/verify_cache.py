@@ -76,14 +76,11 @@ class VerifyCache:
     and a damaged database file failed the run (``sqlite3.DatabaseError``). Any problem here —
     damaged files, an unwritable folder — becomes one note (``take_notes()``) and a re-verify.
 
-    ``path``: the cache folder. A ``….sqlite3`` path (the old single-file cache, still named by
-    self-tests of the data checks) means the folder beside it without the suffix; an old sqlite
-    file is never read or removed.
+    ``path``: the cache folder (an old single-file sqlite cache beside it is never read or removed).
     """
 
     def __init__(self, path: Path | None = None):
-        self.path = Path(path) if path else default_cache_path()
-        self.folder = self.path.with_suffix("") if self.path.suffix == ".sqlite3" else self.path
+        self.folder = Path(path) if path else default_cache_path()
         self.notes: list[str] = []
         self._read: dict[str, list[str]] = {}  # kind -> names of the files merged by the last load
 

@@ -304,7 +304,7 @@ def test_deep_results_are_cached(pytester, world):
 
     settle()
     assert run_checks(pytester, "-m", "imagenet", "--deep", world=world).ret == 0
-    cache = VerifyCache(world / "verified.sqlite3")
+    cache = VerifyCache(world / "verified")  # the tiny world's verify cache
     keys = [identity(val(world), p) for p in val(world).rglob("*.JPEG")]
     assert cache.passed(decode_kind(val(world)), keys) == {k[0] for k in keys}
     truncated_jpeg(world)  # a changed file is decoded again, not taken from the cache
@@ -363,8 +363,7 @@ def test_damaged_verify_cache_degrades_to_reverifying_with_one_note(pytester, wo
 
 
 def test_unusable_verify_cache_location_degrades_to_reverifying(pytester, world):
-    """Something else where the cache goes (the old sqlite name a folder, the folder a file): still checks."""
-    (world / "verified.sqlite3").mkdir()
+    """Something else where the cache goes (a file where its folder belongs): still checks."""
     (world / "verified").write_text("not a folder")
     settle()
     run = run_checks(pytester, "-m", DATA, "--deep", world=world)

@@ -153,7 +153,7 @@ def test_cache_report_imports_no_ml_library(tiny: Tiny, tmp_path: Path):
         "import sys; from pathlib import Path; from preflight_core.hf_cache import cache_report; from checks.models import verify_blobs; "
         "from preflight_core.registry import ASSETS; "
         f"r = cache_report(ASSETS['siglip2_base'].facts, Path({str(tiny.hf_cache)!r})); assert r.snapshot; "
-        f"verify_blobs(r.snapshot, ASSETS['siglip2_base'].facts.files, Path({str(tmp_path / 'v.sqlite3')!r})); "
+        f"verify_blobs(r.snapshot, ASSETS['siglip2_base'].facts.files, Path({str(tmp_path / 'verified')!r})); "
         "import checks.envinfo as e; e.environment_summary(); e.environment_problems(); "
         "bad = sorted({'torch', 'transformers', 'open_clip', 'huggingface_hub'} & set(sys.modules)); "
         "assert not bad, bad"
@@ -226,7 +226,7 @@ def test_load_onto_missing_cuda_fails_clearly(tiny: Tiny):
 
 def test_verify_blobs_clean_and_cached(tiny: Tiny, cache: Path, tmp_path: Path):
     facts = tiny.facts["siglip2_base"]
-    db = tmp_path / "verified.sqlite3"
+    db = tmp_path / "verified"
     snap = snapshot(cache, facts)
     assert verify_blobs(snap, facts.files, db) == []
     # Same size, same mtime, different bytes: the cache keys on the inode's ctime too (a write always
