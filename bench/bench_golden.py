@@ -114,7 +114,7 @@ def model_section(name: str, paths: list[Path], n_prompts: int, device: str = "c
     loaded.model.to(device)
     loaded.device = device
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    encoder = golden.Encoder(loaded, facts)
+    encoder = golden.encoder_for(loaded, facts)
     golden._PIXELS.clear()
     with torch.inference_mode():
         with Image.open(paths[0]) as im:  # warm-up: the first call of a model pays for kernels and allocations
@@ -136,7 +136,7 @@ def model_section(name: str, paths: list[Path], n_prompts: int, device: str = "c
             encoder.encode_image(pixels)
         sync()
         ours = time.perf_counter() - t0
-        if encoder.siglip:
+        if isinstance(encoder, golden.SiglipEncoder):
             ids = torch.randint(5, 250_000, (n_prompts, 64))
         else:
             ids = loaded.tokenizer(["a photo of a tench."] * n_prompts)

@@ -134,75 +134,53 @@ def canonicalize_siglip(text: str) -> str:
 
 
 class Encoder:
-    """One model's tokenisation, image and text encoding, behind the calls open_clip's classifier builder makes."""
+    """One model's tokenisation, image and text encoding, behind the calls open_clip's classifier builder
+    makes; one subclass per model library (``encoder_for`` picks it), so nothing here asks which library."""
+
+    default_canonicalize: Callable[[str], str] = staticmethod(lambda t: t)
 
     def __init__(self, loaded: Any, facts: ModelFacts, canonicalize: Callable[[str], str] | None = None,
                  padding: str = "max_length"):
         self.loaded, self.facts = loaded, facts
-        self.siglip = facts.library is Library.TRANSFORMERS
-        self.canonicalize = canonicalize if canonicalize is not None else (
-            canonicalize_siglip if self.siglip else (lambda t: t))
+        self.canonicalize = canonicalize if canonicalize is not None else self.default_canonicalize
         self.padding = padding
 
     def tokenize(self, texts: Sequence[str]):
-        texts = [self.canonicalize(t) for t in texts]
-        if self.siglip:
-            return self.loaded.processor.tokenizer(texts, padding=self.padding, max_length=self.facts.context_length,
-                                                   truncation=True, return_tensors="pt")["input_ids"]
-        return self.loaded.tokenizer(texts)
+        raise NotImplementedError
+
+    def _text_features(self, ids):
+        raise NotImplementedError
+
+    def _image_features(self, pixels):
+        raise NotImplementedError
 
     def encode_text(self, ids, normalize: bool = True):
         import torch.nn.functional as F
 
-        ids = ids.to(self.loaded.device)
-        if self.siglip:
-            out = self.loaded.model.get_text_features(input_ids=ids)
-            out = getattr(out, "pooler_output", out)
-        else:
-            out = self.loaded.model.encode_text(ids)
+        out = self._text_features(ids.to(self.loaded.device))
         return F.normalize(out.float(), dim=-1) if normalize else out
 
     def encode_image(self, pixels):
         import torch.nn.functional as F
 
-        pixels = pixels.to(self.loaded.device)
-        if self.siglip:
-            out = self.loaded.model.get_image_features(pixel_values=pixels)
-            out = getattr(out, "pooler_output", out)
-        else:
-            out = self.loaded.model.encode_image(pixels)
-        return F.normalize(out.float(), dim=-1)
+        return F.normalize(self._image_features(pixels.to(self.loaded.device)).float(), dim=-1)
 
     # ---------------------------------------------------------------- images
 
     def preprocessing_key(self) -> str:
         """Two models with the same key see the same pixels: their images are decoded once."""
-        if self.siglip:
-            return "siglip:" + self.loaded.processor.image_processor.to_json_string()
-        return "open_clip:" + repr(self.loaded.preprocess)
+        raise NotImplementedError
 
     def pixels(self, image):
         """One PIL image (already RGB) through the model's own preprocessing: a CHW tensor."""
-        if self.siglip:
-            return self.loaded.processor.image_processor(images=[image], return_tensors="pt")["pixel_values"][0]
-        return self.loaded.preprocess(image)
+        raise NotImplementedError
 
     # ---------------------------------------------------------------- what top-1 cannot see
 
     def scale_problems(self) -> list[str]:
-        import torch
+        raise NotImplementedError
 
-        model = self.loaded.model
-        if self.siglip:
-            out = []
-            for name in ("logit_scale", "logit_bias"):
-                value = getattr(model, name, None)
-                if value is None or not bool(torch.isfinite(value).all()):
-                    out.append(f"SigLIP {name} is {value if value is None else value.tolist()}: expected finite")
-            return out
-        scale = float(model.logit_scale.detach().exp())
-        if not math.isfinite(scale) or abs(scale - 100.0) > 0.01:
-            return [f"CLIP exp(logit_scale) is {scale:.4g}, expected 100 (OpenAI's clamp): not the published model"]
+    def _special_token_problems(self, text: list[int]) -> list[str]:
         return []
 
     def token_problems(self) -> list[str]:
@@ -217,16 +195,87 @@ class Encoder:
                        f"max_length={facts.context_length})")
         pad = 0
         text = ids[:len(ids) - next((i for i, t in enumerate(reversed(ids)) if t != pad), len(ids))]
-        if self.siglip:
-            tok = self.loaded.processor.tokenizer
-            if text and text[0] == tok.bos_token_id:
-                out.append("starts with BOS (SigLIP 2 was trained without one)")
-            if not text or text[-1] != tok.eos_token_id:
-                out.append("does not end with EOS before the padding")
+        out += self._special_token_problems(text)
         if facts.token_pin_ids and tuple(text) != tuple(facts.token_pin_ids):
             out.append(f"ids {_short(text)} differ from the pin {_short(facts.token_pin_ids)} (a tokenizer or "
                        "canonicalisation change)")
         return [f"token ids of {facts.token_pin_prompt!r}: {p}" for p in out]
+
+
+class SiglipEncoder(Encoder):
+    """transformers' SiglipModel with the checkpoint's processor; prompts canonicalised as big_vision does."""
+
+    default_canonicalize = staticmethod(canonicalize_siglip)
+
+    def tokenize(self, texts: Sequence[str]):
+        texts = [self.canonicalize(t) for t in texts]
+        return self.loaded.processor.tokenizer(texts, padding=self.padding, max_length=self.facts.context_length,
+                                               truncation=True, return_tensors="pt")["input_ids"]
+
+    def _text_features(self, ids):
+        out = self.loaded.model.get_text_features(input_ids=ids)
+        return getattr(out, "pooler_output", out)  # transformers 5 returns an output object
+
+    def _image_features(self, pixels):
+        out = self.loaded.model.get_image_features(pixel_values=pixels)
+        return getattr(out, "pooler_output", out)
+
+    def preprocessing_key(self) -> str:
+        return "siglip:" + self.loaded.processor.image_processor.to_json_string()
+
+    def pixels(self, image):
+        return self.loaded.processor.image_processor(images=[image], return_tensors="pt")["pixel_values"][0]
+
+    def scale_problems(self) -> list[str]:
+        import torch
+
+        out = []
+        for name in ("logit_scale", "logit_bias"):
+            value = getattr(self.loaded.model, name, None)
+            if value is None or not bool(torch.isfinite(value).all()):
+                out.append(f"SigLIP {name} is {value if value is None else value.tolist()}: expected finite")
+        return out
+
+    def _special_token_problems(self, text: list[int]) -> list[str]:
+        tok, out = self.loaded.processor.tokenizer, []
+        if text and text[0] == tok.bos_token_id:
+            out.append("starts with BOS (SigLIP 2 was trained without one)")
+        if not text or text[-1] != tok.eos_token_id:
+            out.append("does not end with EOS before the padding")
+        return out
+
+
+class OpenClipEncoder(Encoder):
+    """open_clip's model, tokenizer and preprocess, as its own zero-shot evaluation uses them."""
+
+    def tokenize(self, texts: Sequence[str]):
+        return self.loaded.tokenizer([self.canonicalize(t) for t in texts])
+
+    def _text_features(self, ids):
+        return self.loaded.model.encode_text(ids)
+
+    def _image_features(self, pixels):
+        return self.loaded.model.encode_image(pixels)
+
+    def preprocessing_key(self) -> str:
+        return "open_clip:" + repr(self.loaded.preprocess)
+
+    def pixels(self, image):
+        return self.loaded.preprocess(image)
+
+    def scale_problems(self) -> list[str]:
+        scale = float(self.loaded.model.logit_scale.detach().exp())
+        if not math.isfinite(scale) or abs(scale - 100.0) > 0.01:
+            return [f"CLIP exp(logit_scale) is {scale:.4g}, expected 100 (OpenAI's clamp): not the published model"]
+        return []
+
+
+ENCODERS: dict[Library, type[Encoder]] = {Library.TRANSFORMERS: SiglipEncoder, Library.OPEN_CLIP: OpenClipEncoder}
+
+
+def encoder_for(loaded: Any, facts: ModelFacts, **kw: Any) -> Encoder:
+    """The encoder of the library that loads ``facts``."""
+    return ENCODERS[facts.library](loaded, facts, **kw)
 
 
 def _short(ids: Sequence[int], limit: int = 24) -> str:

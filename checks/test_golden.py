@@ -76,7 +76,7 @@ def golden_inputs(asset, checkup):
 @pytest.mark.parametrize("model", MODELS)
 def test_zero_shot(asset, checkup, model, gpu_ready, capsys):
     sample, recipe, project, loaded, weights_key = golden_inputs(asset, checkup)
-    encoder = golden.Encoder(loaded, asset.facts)
+    encoder = golden.encoder_for(loaded, asset.facts)
     pinned = encoder.token_problems() + encoder.scale_problems()
     from tqdm.auto import tqdm
 

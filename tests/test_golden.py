@@ -190,7 +190,7 @@ def encoder_for(world, name: str, **kw) -> golden.Encoder:
     from checks.models import load_model
 
     facts = world.facts[name]
-    return golden.Encoder(load_model(facts, world.hf_cache, "cpu", world.open_clip_config_dir), facts, **kw)
+    return golden.encoder_for(load_model(facts, world.hf_cache, "cpu", world.open_clip_config_dir), facts, **kw)
 
 
 @pytest.mark.parametrize("name", MODELS)
