@@ -437,8 +437,8 @@ class ReadinessReporter:
         cov.ran = len(self.ran)
         cov.narrowed_by = list(self.config.stash[NARROWED])
         args = self.config.args if self.config.args_source is pytest.Config.ArgsSource.ARGS else []
-        cov.narrowed_by += [f"the argument {a}" for a in narrowing_arguments(args, CHECKS_DIR,
-                                                                            self.config.invocation_params.dir)]
+        cov.narrowed_by += [f"the argument {a}" for a in narrowing_arguments(
+            args, CHECKS_DIR, self.config.invocation_params.dir, pyargs=self.config.option.pyargs)]
         if session.exitstatus == pytest.ExitCode.INTERRUPTED:
             cov.interrupted = self.interrupted_by or "Ctrl-C"
             cov.narrowed_by.append(f"an interruption ({cov.interrupted})")

@@ -139,12 +139,18 @@ class Selection:
         return f"-m {self.markexpr!r}" if self.markexpr else "all phases"
 
 
-def narrowing_arguments(args: Iterable[str], checks_dir: Path, invocation_dir: Path) -> list[str]:
-    """File or node-id arguments that select less than the whole checklist (``checks/``)."""
+def narrowing_arguments(args: Iterable[str], checks_dir: Path, invocation_dir: Path,
+                        pyargs: bool = False) -> list[str]:
+    """File or node-id arguments that select less than the whole checklist (``checks/``).
+
+    ``pyargs``: under ``--pyargs`` the package's name (``checks``, as in another project) is the whole checklist.
+    """
     checks_dir = checks_dir.resolve()
     narrowed = []
     for arg in args:
-        path = (invocation_dir / arg.split("::", 1)[0]).resolve()
+        target = arg.split("::", 1)[0]
+        whole_package = pyargs and target == checks_dir.name and not (invocation_dir / target).exists()
+        path = checks_dir if whole_package else (invocation_dir / target).resolve()
         covers_all = path == checks_dir or path in checks_dir.parents
         if "::" in arg or not covers_all:
             narrowed.append(arg)

@@ -78,9 +78,13 @@ def test_another_project_that_installed_preflight(tmp_path, paths):
     assert own.returncode == 1 and "1 failed" in own.stdout
     assert "assert (1 + 1) == 3" in own.stdout, "the project's own tracebacks are shown as usual"
     assert "preflight" not in own.stdout.replace("plugins: preflight", "")
-    checks = pytest_cli("--pyargs", "checks", *LIGHT, f"--data-root={paths['data']}", cwd=project)
+    checks = pytest_cli("--pyargs", "checks", *LIGHT, f"--data-root={paths['data']}",
+                        f"--report-json={paths['json']}", cwd=project)
     assert "preflight readiness" in checks.stdout and checks.returncode == 1, checks.stdout[-3000:]
     assert "test_own" not in checks.stdout
+    report = json.loads(paths["json"].read_text())  # the whole checklist: a verdict, not a narrowed run
+    assert report["complete"] is True and report["narrowed_by"] == [], report["narrowed_by"]
+    assert "narrowed" not in checks.stdout.rstrip().splitlines()[-2]
 
 
 def test_a_mistyped_marker_is_a_usage_error_that_lists_the_markers():
