@@ -11,7 +11,8 @@ pytestmark = pytest.mark.asset("gpu")
 @pytest.fixture
 def gpu(asset, checkup):
     if checkup.device == "cpu":
-        asset.skip(Status.NOT_REQUESTED, "--device cpu")
+        implied = checkup.settings["device"].source == "--tiny"
+        asset.skip(Status.NOT_REQUESTED, "--tiny runs on the CPU" if implied else "--device cpu")
     return checkup.gpu_report
 
 

@@ -109,6 +109,13 @@ def test_an_absent_optional_asset_alone_is_not_ready(pytester, world):
     assert "no check passed" in verdict(run) and "coco_val2017 absent" in verdict(run)
 
 
+def test_the_tiny_world_names_the_cpu_as_its_own_choice(pytester, world):
+    """No --device given: the gpu row says --tiny chose the CPU, not that someone asked for it."""
+    run = run_checks(pytester, "-m", "(imagenet or gpu) and not model", world=world)
+    assert run.ret == 0, run.result.stdout.str()
+    assert "gpu not checked (--tiny runs on the CPU)" in verdict(run), verdict(run)
+
+
 @pytest.mark.torch
 def test_device_cpu_names_the_gpu_as_not_checked(pytester, model_world):
     run = run_checks(pytester, "-m", "phase1", "--device=cpu", world=model_world)
