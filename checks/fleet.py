@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from checks.gpus import clean, flag_slow_against_fleet, sub_row_text
-from preflight_core.findings import Status
+from preflight_core.findings import Status, shown
 
 SCHEMA = "preflight-fleet-node/1"
 EXIT_SUFFIX = ".exit.json"  # written by the node wrapper (checks.fleet_run) next to the report
@@ -133,7 +133,8 @@ def read_folder(folder: Path) -> tuple[dict[str, dict], dict[str, dict]]:
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as e:
-        raise NoVerdict(f"cannot read the report folder {folder}: {e.strerror or e}") from None
+        raise NoVerdict(f"cannot read the report folder {shown(str(folder))}: {e.strerror or e} (is it the folder "
+                        "the nodes wrote with --fleet-dir, and shared with this node?)") from None
     reports: dict[str, dict] = {}
     exits: dict[str, dict] = {}
     for entry in entries:
@@ -344,7 +345,8 @@ def expected_nodes(expect: str | None, environ=os.environ) -> list[str]:
 def main(argv: list[str] | None = None, environ=os.environ) -> int:
     parser = argparse.ArgumentParser(prog="python -m checks.fleet", description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path, help="the folder the nodes wrote their reports to (--fleet-dir)")
-    parser.add_argument("--expect", help="the nodes that should have reported (default: $SLURM_JOB_NODELIST)")
+    parser.add_argument("--expect", help="the nodes that should have reported, a Slurm hostlist such as 'node[01-16]' "
+                        "(default: $SLURM_JOB_NODELIST)")
     parser.add_argument("--min-ready", type=int, help="exit 0 when at least this many nodes are ready")
     parser.add_argument("--json", type=Path, help="also write the merged table as JSON to this path")
     parser.add_argument("--job", default=environ.get("SLURM_JOB_ID"),

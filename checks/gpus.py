@@ -10,15 +10,13 @@ What cannot be read (no NVML, no permission) is not-checked on that sub-row, nev
 from __future__ import annotations
 
 import os
-import re
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
 
-from preflight_core.findings import Status
+from preflight_core.findings import Status, shown
 
 GiB = 1 << 30
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 SLOW_FACTOR = 0.8  # throughput below this fraction of the median is flagged
 
 # NVML clock-event ("throttle") reason bits, as nvml.h defines them.
@@ -283,5 +281,5 @@ def sub_row_text(g: dict) -> str:
 
 
 def clean(text: object) -> str:
-    """Text read from a report file, safe to print: no control bytes."""
-    return _CONTROL.sub("?", str(text))
+    """Text read from a report file, safe to print: each line through the one escape (``shown``)."""
+    return "\n".join(shown(line) for line in str(text).split("\n"))

@@ -13,6 +13,8 @@ from checks.tiny import TINY_CLASSNAMES, TINY_SHAPES, WORLD_FILE, build_tiny_wor
 from preflight_core.imagenet_files import val_name
 from tests.checkrun import clean_environment, run_checks
 
+pytestmark = pytest.mark.torch  # builds or loads models: not in the light run at the floors
+
 GOLDEN = "test_golden.py::test_zero_shot"
 MODELS = ("siglip2_base", "siglip2_so400m", "clip_b32", "clip_l14")
 

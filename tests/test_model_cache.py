@@ -26,6 +26,8 @@ from preflight_core.verify_cache import RACY_NS, VerifyCache
 from tests.checkrun import PROJECT, clean_environment, run_checks
 from tests.test_model_identity import serve_tiny_repo
 
+pytestmark = pytest.mark.torch  # builds or loads models: not in the light run at the floors
+
 SIGLIP_B = ASSETS["siglip2_base"].location
 QUICK = ("-m", "siglip2 and not model")
 XDIST = pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["in-process", "xdist"])

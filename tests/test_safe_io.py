@@ -58,6 +58,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "world"
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("make", SPECIALS)
 def test_deep_run_with_a_special_file_as_weights_blob_is_broken_in_seconds(pytester, world, make):
     """Issue 17.1: a FIFO (or `mknod c 1 5`) as the weights blob: --deep answered never; now a broken row."""

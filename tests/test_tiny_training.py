@@ -10,6 +10,8 @@ import pytest
 
 from checks.tiny_models import SEEDS, TINY_WEIGHTS_DIR, trained_weights
 
+pytestmark = pytest.mark.torch  # builds or loads models: not in the light run at the floors
+
 TOLERANCE = 1e-4
 
 
