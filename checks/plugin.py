@@ -54,7 +54,7 @@ def pytest_configure(config: pytest.Config) -> None:
         matches(markexpr, set())
     except MarkExpressionError as e:
         raise pytest.UsageError(str(e)) from None
-    config.stash[CHECKUP] = Checkup(resolve_settings(config), Selection(markexpr))
+    config.stash[CHECKUP] = Checkup(settings := resolve_settings(config), Selection(markexpr, settings["golden"].value))
     config.stash[NARROWED] = []
     if not is_worker(config):
         # The readiness table says each failure once: no FAILURES section, no short summary, unless asked.

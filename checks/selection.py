@@ -109,6 +109,7 @@ class Selection:
     """
 
     markexpr: str = ""
+    golden: bool = False  # --golden: the golden checks join the phases' checks
 
     def _matches(self, names: set[str]) -> bool:
         return matches(self.markexpr, names)
@@ -136,7 +137,8 @@ class Selection:
         return tuple(name for name, a in ASSETS.items() if self.touches(a))
 
     def describe(self) -> str:
-        return f"-m {self.markexpr!r}" if self.markexpr else "all phases"
+        what = f"-m {self.markexpr!r}" if self.markexpr else "all phases"
+        return f"{what} with --golden" if self.golden and self.markexpr else what
 
 
 def narrowing_arguments(args: Iterable[str], checks_dir: Path, invocation_dir: Path,

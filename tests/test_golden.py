@@ -65,6 +65,9 @@ def test_golden_selection(pytester, world):
     assert set(with_golden.outcomes()) == {f"{GOLDEN}[siglip2_base]", f"{GOLDEN}[siglip2_so400m]"}
     assert {a["name"]: a["required"] for a in with_golden.report["assets"]} == \
         {"siglip2_base": False, "siglip2_so400m": False}  # SigLIP2 is optional in phase 2
+    # The verdict and the JSON say what the run covered: the phase's checks and the golden ones.
+    assert with_golden.report["selection"] == "-m 'phase2 and siglip2 and golden' with --golden"
+    assert "with --golden" in with_golden.report["verdict"]
 
 
 def test_a_run_without_m_includes_the_golden_checks(pytester, world):
