@@ -336,7 +336,7 @@ def _open(tar: Path, *, streaming: bool) -> _Tar:
     """``tar`` opened ``"r|*"`` (streaming: read once, front to back) or ``"r:*"`` (seekable)."""
     source = _Source(tar)
     try:
-        if streaming:  # the default bufsize (see _StreamState)
+        if streaming:  # the default bufsize: tarfile._Stream reads the file in pieces of that size
             tf = tarfile.open(name=str(tar), mode="r|*", fileobj=source.file)
         else:
             tf = tarfile.open(name=str(tar), mode="r:*", fileobj=source.file)
