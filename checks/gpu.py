@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from preflight_core.findings import Finding
+from preflight_core.findings import Finding, Fix
 from preflight_core.registry import ModelFacts
 
 GiB = 1 << 30
@@ -166,7 +166,7 @@ def classify(o: GpuObservation, required_bytes: int = 0) -> GpuReport:
 
 
 def _failed(o: GpuObservation, cause: GpuCause, what: str, fix: str) -> GpuReport:
-    finding = Finding(what, fix=fix)
+    finding = Finding(what, fix=Fix(fix))
     return GpuReport(o.device, GpuStatus.FAILED, cause, [finding.message()], observation=o, findings=[finding])
 
 
@@ -247,7 +247,7 @@ def _ready(o: GpuObservation, required_bytes: int) -> GpuReport:
         finding = Finding(
             f"not enough free GPU memory: {o.free_bytes / GiB:.1f} GiB free of {o.total_bytes / GiB:.1f} GiB on "
             f"{o.name}, the selected models need about {required_bytes / GiB:.1f} GiB", where=o.device,
-            fix="free the GPU (nvidia-smi shows who holds it), or select fewer models with -m")
+            fix=Fix("free the GPU (nvidia-smi shows who holds it), or select fewer models with -m"))
         report.problems.append(finding.message())
         report.findings.append(finding)
     return report
