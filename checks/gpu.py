@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from preflight_core.findings import Finding
+from preflight_core.findings import Finding, Fix
 from preflight_core.registry import ModelFacts
 
 GiB = 1 << 30
@@ -159,65 +159,95 @@ WHEEL_HINT = (f"pip install --force-reinstall torch torchvision --index-url {TOR
 
 def classify(o: GpuObservation, required_bytes: int = 0) -> GpuReport:
     """The verdict on an observation: status, a cause keyword, and problems in checklist shape."""
-
-    def failed(cause: GpuCause, what: str, fix: str, where: str = "") -> GpuReport:
-        finding = Finding(what, where=where, fix=fix)
-        return GpuReport(o.device, GpuStatus.FAILED, cause, [finding.message()], observation=o, findings=[finding])
-
     if not o.device.startswith("cuda"):
         return GpuReport(o.device, GpuStatus.SKIPPED, GpuCause.CPU_DEVICE, notes=[f"device is {o.device!r}: GPU checks skipped"],
                          observation=o)
-    cvd = f"CUDA_VISIBLE_DEVICES={o.cuda_visible_devices!r}" if o.cuda_visible_devices is not None else \
+    return _setup_failure(o) or _kernel_failure(o) or _ready(o, required_bytes)
+
+
+def _failed(o: GpuObservation, cause: GpuCause, what: str, fix: str) -> GpuReport:
+    finding = Finding(what, fix=Fix(fix))
+    return GpuReport(o.device, GpuStatus.FAILED, cause, [finding.message()], observation=o, findings=[finding])
+
+
+def _visible(o: GpuObservation) -> str:
+    return f"CUDA_VISIBLE_DEVICES={o.cuda_visible_devices!r}" if o.cuda_visible_devices is not None else \
         "CUDA_VISIBLE_DEVICES unset"
+
+
+def _arch(o: GpuObservation) -> str:
+    return f"sm_{o.capability[0]}{o.capability[1]}" if o.capability else "?"
+
+
+def _setup_failure(o: GpuObservation) -> GpuReport | None:
+    """Why torch cannot reach the requested GPU at all (CPU build, driver, visibility, index); None if it can."""
+    cvd = _visible(o)
     if o.cuda_build is None:
-        return failed(GpuCause.CPU_ONLY_BUILD, f"torch {o.torch_version} is a CPU-only build (torch.version.cuda is None)",
-                      f"install a CUDA build that your driver supports (see nvidia-smi): {WHEEL_HINT}")
-    err = (o.init_error or "").lower()
+        return _failed(o, GpuCause.CPU_ONLY_BUILD,
+                       f"torch {o.torch_version} is a CPU-only build (torch.version.cuda is None)",
+                       f"install a CUDA build that your driver supports (see nvidia-smi): {WHEEL_HINT}")
     if o.init_error is not None or o.device_count == 0:
-        said = f"torch says: {o.init_error}" if o.init_error else "torch.cuda.device_count() is 0"
-        if "too old" in err or "insufficient" in err or "unsupported display driver" in err:
-            return failed(GpuCause.DRIVER_TOO_OLD, f"the NVIDIA driver is too old for torch {o.torch_version} "
-                          f"(built for CUDA {o.cuda_build}); {said}",
-                          "update the NVIDIA driver, or install a torch build for the CUDA version nvidia-smi "
-                          f"reports: {WHEEL_HINT}")
-        if "no nvidia driver" in err or "driver not loaded" in err or "libcuda" in err:
-            return failed(GpuCause.NO_DRIVER, f"no NVIDIA driver on this machine; {said}",
-                          "run on a GPU node (check nvidia-smi), or pass --device cpu to skip GPU checks")
-        if o.cuda_visible_devices is not None and o.cuda_visible_devices.strip() in ("", "-1", "none", "NoDevFiles"):
-            return failed(GpuCause.NO_DEVICE_VISIBLE, f"no GPU visible: {cvd} hides every device; {said}",
-                          "unset CUDA_VISIBLE_DEVICES or set it to a GPU index (nvidia-smi -L)")
-        if o.init_error is None or "no cuda gpus" in err:
-            return failed(GpuCause.NO_DEVICE_VISIBLE, f"the driver sees no GPU ({cvd}); {said}",
-                          "check nvidia-smi -L and CUDA_VISIBLE_DEVICES; on a cluster, request a GPU")
-        return failed(GpuCause.CUDA_INIT_FAILED, f"CUDA failed to initialise; {said}",
-                      "check nvidia-smi and dmesg for Xid errors; reinstall torch if the driver looks fine")
-    idx = _device_index(o.device)
-    if idx >= o.device_count:
-        return failed(GpuCause.BAD_DEVICE_INDEX, f"{o.device} does not exist: {o.device_count} GPU(s) visible ({cvd})",
-                      f"use --device cuda:0 … cuda:{o.device_count - 1}")
-    cc = f"sm_{o.capability[0]}{o.capability[1]}" if o.capability else "?"
+        return _init_failure(o, cvd)
+    if _device_index(o.device) >= o.device_count:
+        return _failed(o, GpuCause.BAD_DEVICE_INDEX,
+                       f"{o.device} does not exist: {o.device_count} GPU(s) visible ({cvd})",
+                       f"use --device cuda:0 … cuda:{o.device_count - 1}")
+    return None
+
+
+def _init_failure(o: GpuObservation, cvd: str) -> GpuReport:
+    """CUDA did not initialise or sees no device: which of driver, visibility or the GPU itself is to blame."""
+    err = (o.init_error or "").lower()
+    said = f"torch says: {o.init_error}" if o.init_error else "torch.cuda.device_count() is 0"
+    if "too old" in err or "insufficient" in err or "unsupported display driver" in err:
+        return _failed(o, GpuCause.DRIVER_TOO_OLD, f"the NVIDIA driver is too old for torch {o.torch_version} "
+                       f"(built for CUDA {o.cuda_build}); {said}",
+                       "update the NVIDIA driver, or install a torch build for the CUDA version nvidia-smi "
+                       f"reports: {WHEEL_HINT}")
+    if "no nvidia driver" in err or "driver not loaded" in err or "libcuda" in err:
+        return _failed(o, GpuCause.NO_DRIVER, f"no NVIDIA driver on this machine; {said}",
+                       "run on a GPU node (check nvidia-smi), or pass --device cpu to skip GPU checks")
+    if o.cuda_visible_devices is not None and o.cuda_visible_devices.strip() in ("", "-1", "none", "NoDevFiles"):
+        return _failed(o, GpuCause.NO_DEVICE_VISIBLE, f"no GPU visible: {cvd} hides every device; {said}",
+                       "unset CUDA_VISIBLE_DEVICES or set it to a GPU index (nvidia-smi -L)")
+    if o.init_error is None or "no cuda gpus" in err:
+        return _failed(o, GpuCause.NO_DEVICE_VISIBLE, f"the driver sees no GPU ({cvd}); {said}",
+                       "check nvidia-smi -L and CUDA_VISIBLE_DEVICES; on a cluster, request a GPU")
+    return _failed(o, GpuCause.CUDA_INIT_FAILED, f"CUDA failed to initialise; {said}",
+                   "check nvidia-smi and dmesg for Xid errors; reinstall torch if the driver looks fine")
+
+
+def _kernel_failure(o: GpuObservation) -> GpuReport | None:
+    """Why a matmul on the GPU failed or gave a wrong result (missing arch, kernel error); None if it was right."""
+    cc = _arch(o)
     no_image = "no kernel image" in (o.kernel_error or "").lower()
     if no_image or (o.capability and o.arch_list and not arch_supported(o.capability, o.arch_list)):
-        return failed(GpuCause.ARCH_MISSING, f"{o.name} is {cc} but torch {o.torch_version} has kernels for "
-                      f"{', '.join(o.arch_list) or 'nothing'} only"
-                      + (f"; the kernel failed: {o.kernel_error}" if o.kernel_error else ""),
-                      f"install a torch build that includes {cc} (a newer wheel or another CUDA index): "
-                      f"{WHEEL_HINT}")
+        return _failed(o, GpuCause.ARCH_MISSING, f"{o.name} is {cc} but torch {o.torch_version} has kernels for "
+                       f"{', '.join(o.arch_list) or 'nothing'} only"
+                       + (f"; the kernel failed: {o.kernel_error}" if o.kernel_error else ""),
+                       f"install a torch build that includes {cc} (a newer wheel or another CUDA index): "
+                       f"{WHEEL_HINT}")
     if o.kernel_error:
-        return failed(GpuCause.KERNEL_FAILED, f"a matmul on {o.device} ({o.name}) failed: {o.kernel_error}",
-                      "check nvidia-smi (ECC/Xid errors, another process, MIG mode) and retry")
+        return _failed(o, GpuCause.KERNEL_FAILED, f"a matmul on {o.device} ({o.name}) failed: {o.kernel_error}",
+                       "check nvidia-smi (ECC/Xid errors, another process, MIG mode) and retry")
     if not o.kernel_ok:
-        return failed(GpuCause.KERNEL_WRONG, f"a matmul on {o.device} ({o.name}) gave a different result than on the CPU",
-                      "the GPU or driver is faulty: check nvidia-smi -q for ECC errors, try another GPU")
+        return _failed(o, GpuCause.KERNEL_WRONG,
+                       f"a matmul on {o.device} ({o.name}) gave a different result than on the CPU",
+                       "the GPU or driver is faulty: check nvidia-smi -q for ECC errors, try another GPU")
+    return None
+
+
+def _ready(o: GpuObservation, required_bytes: int) -> GpuReport:
+    """The GPU works: OK, with a note on bf16, unless it lacks the free memory the selected models need."""
     report = GpuReport(o.device, GpuStatus.OK, GpuCause.OK, observation=o)
     if o.bf16 is False:
-        report.notes.append(f"{o.name} ({cc}) has no native bf16: use fp16 or fp32")
+        report.notes.append(f"{o.name} ({_arch(o)}) has no native bf16: use fp16 or fp32")
     if required_bytes and o.free_bytes is not None and o.free_bytes < required_bytes:
         report.status, report.cause = GpuStatus.FAILED, GpuCause.NOT_ENOUGH_MEMORY
         finding = Finding(
             f"not enough free GPU memory: {o.free_bytes / GiB:.1f} GiB free of {o.total_bytes / GiB:.1f} GiB on "
             f"{o.name}, the selected models need about {required_bytes / GiB:.1f} GiB", where=o.device,
-            fix="free the GPU (nvidia-smi shows who holds it), or select fewer models with -m")
+            fix=Fix("free the GPU (nvidia-smi shows who holds it), or select fewer models with -m"))
         report.problems.append(finding.message())
         report.findings.append(finding)
     return report

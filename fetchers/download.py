@@ -326,7 +326,7 @@ def default_stall_seconds() -> float:
     except OptionError as e:
         raise DownloadError(str(e), f"set {STALL_ENV} to a positive number of seconds (e.g. 60), "
                                     "or unset it") from None
-    return float(value) if value is not None else DEFAULT_STALL_SECONDS
+    return float(value) if isinstance(value, (int, float)) else DEFAULT_STALL_SECONDS
 
 
 def _looks_like_html(first_bytes: bytes | memoryview) -> bool:

@@ -30,11 +30,11 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol, cast
 
 from filelock import FileLock
 
-from fetchers.download import ProgressArg, _note, check_free_space, resolve_progress
+from fetchers.download import ProgressArg, ProgressBar, _note, check_free_space, resolve_progress
 from fetchers.errors import FetchError, explain, fetch_command
 from preflight_core.commands import move_aside
 from preflight_core.findings import Finding, Fix, human_bytes, shown
@@ -173,8 +173,8 @@ class _Plan:
     def missing(self) -> list[int]:
         return [i for i in range(1, len(self.labels) + 1) if not self.seen[i]]
 
-    def finish(self) -> None:
-        """Raise unless the whole tar was as expected."""
+    def finish(self) -> str:
+        """The tar's variant; raise unless the whole tar was as expected."""
         allowed = IMAGENET_VAL_BLURRED.max_missing if self.variant == "face-blurred" else 0
         missing = self.missing()
         if len(missing) > allowed:
@@ -184,6 +184,8 @@ class _Plan:
             self.of_all.add(kind)
         if self.problems:
             raise self.error()
+        assert self.variant is not None, "labels is never empty: a tar without images has them all missing"
+        return self.variant
 
     def error(self, stopped: bool = False) -> ReorganizeError:
         """One finding per kind of problem (its count, its % of the val images, its first examples)."""
@@ -218,8 +220,8 @@ def _tar_listing(tar: Path, labels: list[str]) -> dict[str, int]:
     """What the tree made from ``tar`` would hold (headers only for an uncompressed tar: it is seekable)."""
     plan = _Plan(tar, labels)
     listing: dict[str, int] = {}
-    with _open(tar, "r:*") as tf:
-        for ti in _members(tf, tar):
+    with _open(tar, streaming=False) as reader:
+        for ti in reader.members():
             if (target := plan.target(ti)) is not None:
                 listing[target] = ti.size
     plan.finish()
@@ -231,6 +233,17 @@ _READ_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError)
 
 def _corrupt(tar: Path, e: BaseException) -> ReorganizeError:
     return ReorganizeError(f"{tar} is truncated or corrupt ({type(e).__name__}: {e})", REDOWNLOAD)
+
+
+class _Readable(Protocol):
+    def read(self, n: int, /) -> bytes: ...
+
+
+class _StreamState(Protocol):
+    """What tarfile's reader for ``"r|*"`` (the undocumented ``tarfile._Stream``) exposes."""
+
+    pos: int  # bytes handed on so far (decompressed, for a compressed stream)
+    comptype: str  # "tar" for an uncompressed stream
 
 
 class _Source:
@@ -252,79 +265,96 @@ class _Source:
         self.file.close()
 
 
-def _open(tar: Path, mode: str) -> tarfile.TarFile:
+@dataclass
+class _Tar:
+    """An open tar and the file it reads (closed together); ``streaming``: opened ``"r|*"``, read front to back."""
+
+    source: _Source
+    tf: tarfile.TarFile
+    streaming: bool
+
+    def __enter__(self) -> _Tar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.tf.close()  # a TarFile does not close a file object it was given
+        finally:
+            self.source.close()
+
+    def members(self) -> Iterator[tarfile.TarInfo]:
+        """Iterate members without keeping them all (TarFile.members grows by one TarInfo per member).
+
+        Refuses a compressed stream that expands more than ``BOMB_RATIO`` times (a decompression bomb).
+        """
+        try:
+            while (ti := self.tf.next()) is not None:
+                # TarFile.members is undocumented and absent from typeshed; clearing it is what bounds memory.
+                self.tf.members.clear()  # type: ignore[attr-defined]
+                self.check_ratio(ti.name)
+                yield ti
+        except _READ_ERRORS as e:
+            raise _corrupt(self.source.tar, e) from e
+
+    def expanded(self) -> int | None:
+        """Bytes decompressed so far; None for an uncompressed tar (nothing to expand)."""
+        if self.streaming:  # "r|*": the pipe-like reader the reorganizer uses
+            stream = cast(_StreamState, self.tf.fileobj)
+            return stream.pos if stream.comptype != "tar" else None
+        if self.tf.fileobj is self.source.file:
+            return None
+        return self.tf.fileobj.tell()  # GzipFile, LZMAFile, BZ2File: the decompressed position
+
+    def check_ratio(self, member: str) -> None:
+        expanded, consumed = self.expanded(), self.source.tell()
+        if expanded is not None and expanded > BOMB_AFTER and expanded > BOMB_RATIO * max(consumed, 1):
+            raise UnsafeMember(f"refusing {self.source.tar}: {human_bytes(consumed)} of it expanded to "
+                               f"{human_bytes(expanded)} (more than {BOMB_RATIO}×; JPEGs barely compress) by member "
+                               f"{shown(member)}: a decompression bomb, not a val tar; reading stopped",
+                               f"this is not an ImageNet val tar: {REDOWNLOAD}")
+
+    def reader(self, ti: tarfile.TarInfo) -> _Checked:
+        """The bytes of regular member ``ti``, checking the decompression ratio after every chunk."""
+        reader = self.tf.extractfile(ti)
+        if reader is None:  # _Plan.target passes regular members only
+            raise UnsafeMember(f"refusing {self.source.tar}: member {shown(ti.name)} is not a regular file",
+                               f"this is not an ImageNet val tar: {REDOWNLOAD}")
+        return _Checked(reader, self, ti.name)
+
+    def copy(self, ti: tarfile.TarInfo, out: str) -> None:
+        """Stream member ``ti`` into ``out``; a short or corrupt member is the tar's fault, a write error the disk's."""
+        reader = self.reader(ti)
+        try:
+            _write_file(out, reader)
+        except _READ_ERRORS as e:
+            if isinstance(e, OSError) and e.filename == out:
+                raise
+            raise _corrupt(self.source.tar, e) from e
+
+
+def _open(tar: Path, *, streaming: bool) -> _Tar:
+    """``tar`` opened ``"r|*"`` (streaming: read once, front to back) or ``"r:*"`` (seekable)."""
     source = _Source(tar)
     try:
-        tf = tarfile.open(name=str(tar), mode=mode, fileobj=source.file)  # default bufsize (see _Stream)
+        if streaming:  # the default bufsize: tarfile._Stream reads the file in pieces of that size
+            tf = tarfile.open(name=str(tar), mode="r|*", fileobj=source.file)
+        else:
+            tf = tarfile.open(name=str(tar), mode="r:*", fileobj=source.file)
     except _READ_ERRORS as e:
         source.close()
         raise _corrupt(tar, e) from e
-    tf.preflight_source = source
-    tf_close = tf.close
-
-    def close() -> None:  # the TarFile does not close a file object it was given
-        try:
-            tf_close()
-        finally:
-            source.close()
-    tf.close = close
-    return tf
-
-
-def _members(tf: tarfile.TarFile, tar: Path) -> Iterator[tarfile.TarInfo]:
-    """Iterate members without keeping them all (TarFile.members grows by one TarInfo per member).
-
-    Refuses a compressed stream that expands more than ``BOMB_RATIO`` times (a decompression bomb).
-    """
-    try:
-        while (ti := tf.next()) is not None:
-            tf.members.clear()
-            _check_ratio(tf, ti.name)
-            yield ti
-    except _READ_ERRORS as e:
-        raise _corrupt(tar, e) from e
-
-
-def _expanded(tf: tarfile.TarFile) -> int | None:
-    """Bytes decompressed so far; None for an uncompressed tar (nothing to expand)."""
-    stream = tf.fileobj
-    if isinstance(stream, tarfile._Stream):  # "r|*": the pipe-like reader the reorganizer uses
-        return stream.pos if stream.comptype != "tar" else None
-    if stream is tf.preflight_source.file:
-        return None
-    return stream.tell()  # GzipFile, LZMAFile, BZ2File: the decompressed position
-
-
-def _check_ratio(tf: tarfile.TarFile, member: str) -> None:
-    source: _Source = tf.preflight_source
-    expanded, consumed = _expanded(tf), source.tell()
-    if expanded is not None and expanded > BOMB_AFTER and expanded > BOMB_RATIO * max(consumed, 1):
-        raise UnsafeMember(f"refusing {source.tar}: {human_bytes(consumed)} of it expanded to {human_bytes(expanded)} "
-                           f"(more than {BOMB_RATIO}×; JPEGs barely compress) by member {shown(member)}: a "
-                           f"decompression bomb, not a val tar; reading stopped",
-                           f"this is not an ImageNet val tar: {REDOWNLOAD}")
-
-
-def _copy(tf: tarfile.TarFile, ti: tarfile.TarInfo, out: str, tar: Path) -> None:
-    """Stream member ``ti`` into ``out``; a short or corrupt member is the tar's fault, a write error the disk's."""
-    reader = tf.extractfile(ti)
-    try:
-        _write_file(out, _Checked(reader, tf, ti.name))
-    except _READ_ERRORS as e:
-        if isinstance(e, OSError) and e.filename == out:
-            raise
-        raise _corrupt(tar, e) from e
+    return _Tar(source, tf, streaming)
 
 
 class _Checked:
     """A member's reader that checks the decompression ratio after every chunk."""
 
-    def __init__(self, reader: BinaryIO, tf: tarfile.TarFile, name: str) -> None:
-        self.reader, self.tf, self.name = reader, tf, name
+    def __init__(self, reader: _Readable, tar: _Tar, name: str) -> None:
+        self.reader, self.tar, self.name = reader, tar, name
 
-    def read(self, n: int) -> bytes:
+    def read(self, n: int, /) -> bytes:
         chunk = self.reader.read(n)
-        _check_ratio(self.tf, self.name)
+        self.tar.check_ratio(self.name)
         return chunk
 
 
@@ -343,20 +373,12 @@ def reorganize_imagenet_tar(
     """
     t0 = time.monotonic()
     tar, root = Path(tar_path), Path(data_root)
-    synsets_path = Path(synsets_path or root / "imagenet_meta" / IMAGENET_META_FILES["val_synsets"].filename)
-    if tar.exists() and not tar.is_file():
-        _Source(tar).close()  # a FIFO, device or folder: refused by the safe-open rule, with what it is
-    if not tar.is_file():
-        raise ReorganizeError(f"{tar} does not exist",
-                              f"download {IMAGENET_VAL_TAR.filename} ({human_bytes(IMAGENET_VAL_TAR.size)}) from "
-                              f"https://image-net.org (account needed) and pass its path")
-    if not synsets_path.is_file():
-        raise ReorganizeError(f"{synsets_path} is missing; it labels the val images",
-                              Fix.run(fetch_command("--imagenet-map", data_root=root)))
-    labels = read_synsets(synsets_path)
+    _require_tar(tar)
+    labels = _read_labels(root, synsets_path)
     root.mkdir(parents=True, exist_ok=True)
     dest, partial, marker = root / DEST_NAME, root / f".{DEST_NAME}.partial", root / f".{DEST_NAME}.json"
-    source = {"tar": tar.name, "size": tar.stat().st_size}
+    tar_size = tar.stat().st_size
+    source = {"tar": tar.name, "size": tar_size}
 
     with FileLock(str(root / f".{DEST_NAME}.lock")):
         state = _read_json(marker)
@@ -370,51 +392,26 @@ def reorganize_imagenet_tar(
             partial.mkdir(exist_ok=True)
             if required_bytes is None:  # the tar's size (+2% for file-system overhead), less what is already written
                 already = sum(_tree_listing(partial).values()) if resume else 0
-                required_bytes = max(0, int(source["size"] * 1.02) - already)
+                required_bytes = max(0, int(tar_size * 1.02) - already)
             check_free_space(root, required_bytes, f"the ImageNet val images from {tar.name}")
             _write_json(marker, {"state": "partial", "source": source})
 
             plan = _Plan(tar, labels)
-            listing: dict[str, int] = {}
-            written = 0
-            partial_s = str(partial)
             for wnid in set(labels):
                 (partial / wnid).mkdir(exist_ok=True)
             bar = resolve_progress(progress)(f"reorganize {tar.name}", len(labels), "img")
             message = ""
-            next_note = time.monotonic() + NOTE_EVERY
             try:
-                with _open(tar, "r|*") as tf:
-                    for ti in _members(tf, tar):
-                        if time.monotonic() >= next_note:  # the bar counts images; this line counts members too
-                            next_note = time.monotonic() + NOTE_EVERY
-                            _note(bar, f"reorganize {tar.name}: {plan.headers:,} members read, {len(listing):,} "
-                                       f"images, {human_bytes(tf.preflight_source.tell())} of "
-                                       f"{human_bytes(source['size'])}")
-                        target = plan.target(ti)
-                        if target is None:
-                            continue
-                        listing[target] = ti.size
-                        out = f"{partial_s}/{target}"  # plain strings and os calls: per-file overhead dominates
-                        if not (resume and _size(out) == ti.size):
-                            _copy(tf, ti, out, tar)
-                            written += 1
-                        bar.update(1)
-                plan.finish()
-                for leftover in set(_tree_listing(partial)) - set(listing) if resume else ():  # stray files
-                    if not leftover.endswith("/"):
-                        (partial / leftover).unlink()
-                if plan.variant == "face-blurred":  # folders of classes that lost all their images stay empty; drop them
-                    for wnid in set(labels) - {t.split("/", 1)[0] for t in listing}:
-                        (partial / wnid).rmdir()
-                os.replace(partial, dest)  # replaces an empty `imagenet_val` folder too
-                _write_json(marker, {"state": "complete", "source": source, "variant": plan.variant,
+                listing, written = _extract(tar, tar_size, plan, partial, resume, bar)
+                variant = plan.finish()
+                _move_into_place(partial, dest, listing, labels, variant, resume)
+                _write_json(marker, {"state": "complete", "source": source, "variant": variant,
                                      "n_images": len(listing), "listing_sha256": _digest(listing)})
                 seconds = time.monotonic() - t0
                 n_classes = len({t.split("/", 1)[0] for t in listing})
                 message = (f"reorganized {len(listing):,} images of {tar.name} into {n_classes} class folders "
                            f"in {dest} ({seconds:.1f} s)")
-                return ReorganizeResult(dest, plan.variant, len(listing), n_classes, written, tuple(plan.missing()),
+                return ReorganizeResult(dest, variant, len(listing), n_classes, written, tuple(plan.missing()),
                                         seconds, False)
             finally:
                 bar.close(message)
@@ -423,6 +420,65 @@ def reorganize_imagenet_tar(
             if kept is e:
                 raise
             raise kept from e
+
+
+def _require_tar(tar: Path) -> None:
+    """Refuse a ``tar`` that is missing or not a regular file, saying what it is and where to get the real one."""
+    if tar.exists() and not tar.is_file():
+        _Source(tar).close()  # a FIFO, device or folder: refused by the safe-open rule, with what it is
+    if not tar.is_file():
+        raise ReorganizeError(f"{tar} does not exist",
+                              f"download {IMAGENET_VAL_TAR.filename} ({human_bytes(IMAGENET_VAL_TAR.size)}) from "
+                              f"https://image-net.org (account needed) and pass its path")
+
+
+def _read_labels(root: Path, synsets_path: Path | None) -> list[str]:
+    """The val labels from ``synsets_path`` (default: the one under ``root/imagenet_meta``), which must exist."""
+    path = Path(synsets_path or root / "imagenet_meta" / IMAGENET_META_FILES["val_synsets"].filename)
+    if not path.is_file():
+        raise ReorganizeError(f"{path} is missing; it labels the val images",
+                              Fix.run(fetch_command("--imagenet-map", data_root=root)))
+    return read_synsets(path)
+
+
+def _extract(tar: Path, tar_size: int, plan: _Plan, partial: Path, resume: bool,
+             bar: ProgressBar) -> tuple[dict[str, int], int]:
+    """Stream every image of ``tar`` into ``partial`` (on a resume, one already there at full size is kept).
+
+    Returns the tree's listing (path -> size) and how many files this run wrote.
+    """
+    listing: dict[str, int] = {}
+    written = 0
+    partial_s = str(partial)
+    next_note = time.monotonic() + NOTE_EVERY
+    with _open(tar, streaming=True) as reader:
+        for ti in reader.members():
+            if time.monotonic() >= next_note:  # the bar counts images; this line counts members too
+                next_note = time.monotonic() + NOTE_EVERY
+                _note(bar, f"reorganize {tar.name}: {plan.headers:,} members read, {len(listing):,} "
+                           f"images, {human_bytes(reader.source.tell())} of {human_bytes(tar_size)}")
+            target = plan.target(ti)
+            if target is None:
+                continue
+            listing[target] = ti.size
+            out = f"{partial_s}/{target}"  # plain strings and os calls: per-file overhead dominates
+            if not (resume and _size(out) == ti.size):
+                reader.copy(ti, out)
+                written += 1
+            bar.update(1)
+    return listing, written
+
+
+def _move_into_place(partial: Path, dest: Path, listing: dict[str, int], labels: list[str], variant: str,
+                     resume: bool) -> None:
+    """Make the finished ``partial`` tree hold exactly ``listing``, then rename it to ``dest``."""
+    for leftover in set(_tree_listing(partial)) - set(listing) if resume else ():  # stray files
+        if not leftover.endswith("/"):
+            (partial / leftover).unlink()
+    if variant == "face-blurred":  # folders of classes that lost all their images stay empty; drop them
+        for wnid in set(labels) - {t.split("/", 1)[0] for t in listing}:
+            (partial / wnid).rmdir()
+    os.replace(partial, dest)  # replaces an empty `imagenet_val` folder too
 
 
 def _kept(e: BaseException, partial: Path, root: Path) -> BaseException:
@@ -484,7 +540,7 @@ def _size(path: str) -> int:
         return -1
 
 
-def _write_file(path: str, member: BinaryIO) -> None:
+def _write_file(path: str, member: _Readable) -> None:
     """Copy a tar member to ``path`` in ``COPY_CHUNK`` pieces: never the whole member in memory."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
@@ -515,7 +571,7 @@ class RepairResult:
     seconds: float
 
 
-def _same_bytes(path: str, member: BinaryIO, size: int) -> bool:
+def _same_bytes(path: str, member: _Readable, size: int) -> bool:
     """Is ``path`` a regular file holding exactly the member's bytes (compared chunk by chunk, both streamed)?"""
     try:
         f = open_regular(path)
@@ -541,27 +597,23 @@ def repair_imagenet_val(tar_path: Path, data_root: Path, synsets_path: Path | No
     """
     t0 = time.monotonic()
     tar, root = Path(tar_path), Path(data_root)
-    synsets_path = Path(synsets_path or root / "imagenet_meta" / IMAGENET_META_FILES["val_synsets"].filename)
     dest, staging = root / DEST_NAME, root / f".{DEST_NAME}.repair"
     if not dest.is_dir():
         raise ReorganizeError(f"{dest} does not exist: there is no tree to repair",
                               Fix.run(fetch_command("--reorganize-imagenet", tar, data_root=root)))
-    if not synsets_path.is_file():
-        raise ReorganizeError(f"{synsets_path} is missing; it labels the val images",
-                              Fix.run(fetch_command("--imagenet-map", data_root=root)))
-    labels = read_synsets(synsets_path)
+    labels = _read_labels(root, synsets_path)
     with FileLock(str(root / f".{DEST_NAME}.lock")):
         plan, damaged, n_checked = _Plan(tar, labels), set(), 0
         bar = resolve_progress(progress)(f"compare {DEST_NAME} with {tar.name}", len(labels), "img")
         try:
-            with _open(tar, "r|*") as tf:
-                for ti in _members(tf, tar):
+            with _open(tar, streaming=True) as reader:
+                for ti in reader.members():
                     target = plan.target(ti)
                     if target is None:
                         continue
                     n_checked += 1
                     try:
-                        same = _same_bytes(str(dest / target), _Checked(tf.extractfile(ti), tf, ti.name), ti.size)
+                        same = _same_bytes(str(dest / target), reader.reader(ti), ti.size)
                     except _READ_ERRORS as e:
                         raise _corrupt(tar, e) from e
                     if not same:
@@ -578,13 +630,13 @@ def repair_imagenet_val(tar_path: Path, data_root: Path, synsets_path: Path | No
             check_free_space(root, len(damaged) * MAX_IMAGE_BYTES // 64, f"{len(damaged)} images from {tar.name}")
             staged: list[tuple[Path, Path, int]] = []
             plan = _Plan(tar, labels)
-            with _open(tar, "r|*") as tf:
-                for ti in _members(tf, tar):
+            with _open(tar, streaming=True) as reader:
+                for ti in reader.members():
                     target = plan.target(ti)
                     if target is None or ti.name not in damaged:
                         continue
                     out = staging / target.replace("/", "__")
-                    _copy(tf, ti, str(out), tar)
+                    reader.copy(ti, str(out))
                     if out.stat().st_size != ti.size:
                         raise ReorganizeError(f"{shown(ti.name)} came out of {tar} as {out.stat().st_size:,} "
                                               f"bytes, not {ti.size:,}; nothing was replaced", REDOWNLOAD)
