@@ -96,7 +96,7 @@ def train(name: str, tmp: Path, log=print) -> bytes:
     import torch.nn.functional as F
 
     loaded = loaded_for(name, tmp)
-    encoder = golden.Encoder(loaded, ASSETS[name].facts)
+    encoder = golden.encoder_for(loaded, ASSETS[name].facts)
     model = loaded.model
     images, labels = render_pool(tiny_models.SEEDS[name])
     pixels = torch.stack([encoder.pixels(im) for im in images])
@@ -114,7 +114,7 @@ def train(name: str, tmp: Path, log=print) -> bytes:
         text = encoder.encode_text(ids[torch.arange(n_classes), template])
         image = encoder.encode_image(pixels[batch])
         target = labels_t[batch]
-        if encoder.siglip:
+        if isinstance(encoder, golden.SiglipEncoder):
             logits = image @ text.T * model.logit_scale.exp() + model.logit_bias
             signs = 2 * F.one_hot(target, n_classes).float() - 1
             loss = -F.logsigmoid(signs * logits).sum(dim=-1).mean()
@@ -163,7 +163,7 @@ def measure(log=print) -> dict[str, float]:
         for name in (*tiny_models.TINY_SIGLIP, *tiny_models.TINY_CLIP):
             facts = world.facts[name]
             loaded = load_model(facts, world.hf_cache, "cpu", world.open_clip_config_dir)
-            encoder = golden.Encoder(loaded, facts)
+            encoder = golden.encoder_for(loaded, facts)
             result = golden.zero_shot(encoder, sample, golden.published_recipe(val), val, None, facts.weights_sha256)
             ids = [int(i) for i in encoder.tokenize([tiny.TINY_TOKEN_PROMPT])[0] if int(i) != 0]
             log(f"{name}: top-1 {result.top1:.2f}% on {result.n} images; token ids {ids}")
