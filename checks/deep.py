@@ -76,9 +76,14 @@ def verify_images(root: Path, entries: list[FileEntry], cache: VerifyCache | Non
     return problems, len(entries) - len(known)
 
 
-def check_decodes(root: Path, entries: list[FileEntry], cache: VerifyCache | None, fix: str) -> list[Finding]:
-    """The --deep check in the shape of the others: images that do not decode, as one finding."""
-    problems, _ = verify_images(root, entries, cache)
+def check_decodes(root: Path, entries: list[FileEntry], cache: VerifyCache | None, fix: str,
+                  part: tuple[int, int] = (0, 1)) -> list[Finding]:
+    """The --deep check in the shape of the others: images that do not decode, as one finding.
+
+    ``part`` (index, count): decode only that shard of ``entries``; the finding's total is all of them,
+    so the report can add up the shards' counts into one line (``checks.report``).
+    """
+    problems, _ = verify_images(root, shard(entries, *part), cache)
     if not problems:
         return []
     return [Finding("images that do not decode", problems, total=len(entries), where=shown(str(root)), fix=fix)]

@@ -200,7 +200,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         else:
             result = could_not_check(exc, where)
     if result is not None:
-        report.user_properties.append((OUTCOME_KEY, result))
+        check = f"{item.parent.nodeid}::{getattr(item, 'originalname', item.name)}"  # the same for each parameter
+        report.user_properties.append((OUTCOME_KEY, {**result, "check": check}))
         if report.skipped and isinstance(report.longrepr, tuple):  # the reason, not "checks.verbs.CheckSkipped: …"
             report.longrepr = (*report.longrepr[:2], f"Skipped: {result['status']}: {result['problem']}")
     return report

@@ -21,7 +21,7 @@ from checks.gpus import sub_row_text
 from checks.selection import narrowing_arguments
 from checks.session import CHECKUP, NARROWED, Checkup, is_worker
 from checks.verbs import ASSET_KEY, FIELD_KEY, INFO_KEY, OUTCOME_KEY, REQUIRED_KEY, SIZE_KEY, WARNING_KEY
-from preflight_core.findings import Fix, Status, shown
+from preflight_core.findings import Finding, Fix, Status, shown
 from preflight_core.registry import ASSETS, AssetKind
 
 CHECKS_DIR = Path(__file__).resolve().parent
@@ -46,6 +46,8 @@ class AssetRow:
     info: list[str] = field(default_factory=list)  # facts: load time, memory, device
     fetched: Any = None  # fetchers.plan.FetchOutcome (checks.fetching is the one module that imports fetchers)
     fields: dict[str, object] = field(default_factory=dict)  # per-asset facts a check recorded (revision, …)
+    # (check, status) -> (its line in ``failed``, its findings summed over the check's shards so far)
+    shard_findings: dict[tuple[str, Status], tuple[int, list[Finding]]] = field(default_factory=dict)
 
     @property
     def status(self) -> Status:
@@ -105,6 +107,24 @@ class AssetRow:
 
     def problems(self) -> list[str]:
         return [text for _, text in self.problem_lines()]
+
+    def add_findings(self, check: str, status: Status, findings: list[Finding]) -> None:
+        """A check's findings: the shards of one check (its parametrizations on this asset) make one
+        line, each finding with the summed count of the whole population, not a line per shard."""
+        index, summed = self.shard_findings.get((check, status), (len(self.failed), []))
+        for finding in findings:
+            key = (finding.what, finding.total, finding.where)
+            same = next((i for i, s in enumerate(summed) if (s.what, s.total, s.where) == key), None)
+            if same is None:
+                summed.append(finding)
+            else:
+                summed[same] = summed[same].plus(finding)
+        line = (status, "\n".join(f.problem() for f in summed))
+        if index == len(self.failed):
+            self.failed.append(line)
+        else:
+            self.failed[index] = line
+        self.shard_findings[(check, status)] = (index, summed)
 
     def fetch_notes(self) -> list[str]:
         """What a fetch did besides fetching (a cached file it replaced, refs/main moved)."""
@@ -176,7 +196,9 @@ class Report:
         row.fetch_said = row.fetch_said or bool(result.get("says_fetch"))
         fix = Fix(result.get("fix", ""), tuple(result.get("fix_commands", ())))
         if status in (Status.MISSING, Status.BROKEN):
-            if (status, problem) not in row.failed:
+            if result.get("findings") and result.get("check"):
+                row.add_findings(result["check"], status, [Finding.from_data(f) for f in result["findings"]])
+            elif (status, problem) not in row.failed:
                 row.failed.append((status, problem))
             if fix and fix not in row.fixes:
                 row.fixes.append(fix)
@@ -339,7 +361,7 @@ def plain_properties(props: list[tuple[str, object]]) -> list[tuple[str, str]]:
     out = []
     for key, value in props:
         if key == OUTCOME_KEY:
-            out += [(f"preflight_{k}", _plain(v)) for k, v in value.items() if v]
+            out += [(f"preflight_{k}", _plain(v)) for k, v in value.items() if v and k != "findings"]  # in problem
         elif key == FIELD_KEY:
             name, v = value
             out.append((f"preflight_{name}", v if isinstance(v, str) else json.dumps(v)))

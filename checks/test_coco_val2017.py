@@ -3,7 +3,7 @@
 import pytest
 
 from checks import coco
-from checks.deep import check_decodes, shard
+from checks.deep import check_decodes
 from checks.imagenet import (
     check_jpeg_end,
     check_jpeg_signature,
@@ -73,8 +73,8 @@ def test_files_end_like_jpeg(tree, asset):
 
 @pytest.mark.deep
 def test_images_decode(deep, tree, asset, checkup, deep_shard):
-    entries = shard(tree.images, *deep_shard)
-    findings = check_decodes(tree.root, entries, checkup.verify_cache, f"delete the folder it points to and run {asset.fix}")
+    findings = check_decodes(tree.root, tree.images, checkup.verify_cache,
+                             f"delete the folder it points to and run {asset.fix}", deep_shard)
     for note in checkup.verify_cache.take_notes():
         asset.warn(note)
     expect_none(findings)

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from checks import imagenet
-from checks.deep import check_decodes, shard
+from checks.deep import check_decodes
 from checks.verbs import expect_none
 
 pytestmark = pytest.mark.asset("imagenet_val")
@@ -112,8 +112,7 @@ def test_files_end_like_jpeg(tree, asset, checkup):
 
 @pytest.mark.deep
 def test_images_decode(deep, tree, asset, checkup, deep_shard):
-    entries = shard(tree.image_entries, *deep_shard)
-    findings = check_decodes(tree.root, entries, checkup.verify_cache, "")
+    findings = check_decodes(tree.root, tree.image_entries, checkup.verify_cache, "", deep_shard)
     if findings:
         fix = checkup.val_fix(asset.spec, imagenet.few_damaged(tree, sum(f.n for f in findings)))
         findings = [dataclasses.replace(f, fix=fix) for f in findings]

@@ -7,6 +7,7 @@ report's ``user_properties``, which cross xdist unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,8 @@ from preflight_core.findings import Finding, Fix, Status, human_bytes
 from preflight_core.presence import AssetState, asset_state
 from preflight_core.registry import Asset
 
-OUTCOME_KEY = "preflight_outcome"  # {"status", "problem", "fix", "fix_commands", "unexpected", "says_fetch"}
+OUTCOME_KEY = "preflight_outcome"  # {"status", "problem", "fix", "fix_commands", "unexpected", "says_fetch",
+#                                      "findings", "check"}
 ASSET_KEY = "preflight_asset"
 REQUIRED_KEY = "preflight_required"
 WARNING_KEY = "preflight_warning"
@@ -26,19 +28,22 @@ FIELD_KEY = "preflight_field"
 
 
 def outcome(status: Status, problem: str, fix: Fix | str = "", unexpected: bool = False,
-            says_fetch: bool = False) -> dict:
+            says_fetch: bool = False, findings: Sequence[Finding] = ()) -> dict:
     """A check's result as data. ``unexpected``: an exception no check classified (``could_not_check``);
-    ``says_fetch``: the problem already holds what ``--fetch-missing`` tried (else the report adds it)."""
+    ``says_fetch``: the problem already holds what ``--fetch-missing`` tried (else the report adds it);
+    ``findings``: what ``problem`` says, as data, so the report can sum the shards of one check.
+    The plugin adds ``check``: which check this is, the same for each of its parametrizations."""
     fix = fix if isinstance(fix, Fix) else Fix(fix)
     return {"status": str(status), "problem": problem, "fix": fix.text, "fix_commands": list(fix.commands),
-            "unexpected": unexpected, "says_fetch": says_fetch}
+            "unexpected": unexpected, "says_fetch": says_fetch, "findings": [f.as_data() for f in findings]}
 
 
 class CheckFailed(pytest.fail.Exception):
     """A check's failure, with its status and fix as data."""
 
-    def __init__(self, status: Status, problem: str, fix: Fix | str = "", says_fetch: bool = False):
-        self.preflight_outcome = outcome(status, problem, fix, says_fetch=says_fetch)
+    def __init__(self, status: Status, problem: str, fix: Fix | str = "", says_fetch: bool = False,
+                 findings: Sequence[Finding] = ()):
+        self.preflight_outcome = outcome(status, problem, fix, says_fetch=says_fetch, findings=findings)
         text = f"{problem} — fix: {fix}" if str(fix) else problem
         super().__init__(f"{status}: {text}", pytrace=False)
 
@@ -55,7 +60,7 @@ def expect_none(findings: list[Finding]) -> None:
     """Fail (broken) with the findings, in the shape what — count % — examples — where — fix."""
     if findings:
         fix = next((f.the_fix for f in findings if f.the_fix), Fix())
-        raise CheckFailed(Status.BROKEN, "\n".join(f.problem() for f in findings), fix)
+        raise CheckFailed(Status.BROKEN, "\n".join(f.problem() for f in findings), fix, findings=findings)
 
 
 def could_not_check(exc: BaseException, where: Path | str | None) -> dict:

@@ -95,6 +95,21 @@ class Finding:
         fix = self.the_fix.text
         return f"{self.problem()} — fix: {fix}" if fix else self.problem()
 
+    def as_data(self) -> dict:
+        """What ``problem()`` shows, as plain data (the first examples only) that crosses xdist; no fix."""
+        return {"what": self.what, "count": self.n, "total": self.total, "where": self.where,
+                "examples": [str(e) for e in list(self.examples)[:MAX_EXAMPLES]]}
+
+    @classmethod
+    def from_data(cls, data: dict) -> Finding:
+        return cls(data["what"], tuple(data["examples"]), data["total"], data["where"], count=data["count"])
+
+    def plus(self, other: Finding) -> Finding:
+        """This finding and the same finding in another shard of the same population (same what, total
+        and where): the counts summed, the first examples in name order."""
+        examples = tuple(sorted((*self.examples, *other.examples)))[:MAX_EXAMPLES]
+        return Finding(self.what, examples, self.total, self.where, self.fix, count=self.n + other.n)
+
 
 def human_bytes(n: float) -> str:
     """IEC units, as everywhere in preflight: 512 B, 34.5 KiB, 1.4 GiB."""

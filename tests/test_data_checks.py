@@ -529,6 +529,23 @@ def test_deep_decoding_is_sharded_over_xdist_workers(pytester, world):
     assert len(shards) == 8 and all(k.endswith("of8]") for k in shards)
 
 
+def test_sharded_deep_findings_sum_to_one_problem_line(pytester, world):
+    """Two truncated images in two shards: one line with the summed count and total, not a line per shard."""
+    first, second = sorted(val(world).rglob("*.JPEG"))[:2]  # the scan's order: shards 1 and 2 of 8
+    for path in (first, second):
+        path.write_bytes(path.read_bytes()[:300])
+    run = run_checks(pytester, "-m", "imagenet", "--deep", "-n", "2", world=world)
+    assert run.ret == 1
+    failed = {k for k in run.failed() if "test_images_decode" in k}
+    assert len(failed) == 2, failed
+    problems = next(a["problems"] for a in run.report["assets"] if a["name"] == "imagenet_val")
+    decode = [p for p in problems if p.startswith("images that do not decode")]
+    assert len(decode) == 1 and "2 of 12 (16.67%)" in decode[0], problems
+    assert first.name in decode[0] and second.name in decode[0]
+    table = run.result.stdout.str()
+    assert table.count("images that do not decode") == 1 and "2 of 12" in table, table
+
+
 # --------------------------------------------------------------------------- the verify cache, many writers
 
 CONCURRENT_WRITER = """
