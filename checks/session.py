@@ -161,7 +161,8 @@ class Checkup:
         if tar is None:
             command = fetch_command("--reorganize-imagenet", "PATH/TO/ILSVRC2012_img_val.tar", "--repair",
                                     data_root=root)
-            return Fix(f"re-extract the {damaged:,} damaged images from your val tar (nothing else is touched): "
+            # No count here: under -n a --deep shard sees only its own share of the damaged images.
+            return Fix("re-extract the damaged images from your val tar (nothing else is touched): "
                        f"{command}")
         return Fix.run(fetch_command("--reorganize-imagenet", tar, "--repair", data_root=root))
 
