@@ -321,7 +321,7 @@ class Report:
             out.append(f"    ✗ … and {len(problems) - 6} more (see --report-json)")
         if row.status is Status.NOT_CHECKED:
             for line in row.not_requested[:2]:
-                out += _wrapped("    - not checked (as asked): ", line, width)
+                out += _wrapped("    - not checked (by choice): ", line, width)
         for line in row.info:
             out += _wrapped("    · ", line, width)
         for gpu in row.fields.get("gpus") or []:  # one sub-row per visible GPU
