@@ -194,7 +194,7 @@ class Report:
         status = Status(result["status"])
         problem = result["problem"]
         row.fetch_said = row.fetch_said or bool(result.get("says_fetch"))
-        fix = Fix(result.get("fix", ""), tuple(result.get("fix_commands", ())))
+        fix = Fix(result.get("fix", ""), tuple(result.get("fix_commands", ())), tuple(result.get("fix_then", ())))
         if status in (Status.MISSING, Status.BROKEN):
             if result.get("findings") and result.get("check"):
                 row.add_findings(result["check"], status, [Finding.from_data(f) for f in result["findings"]])
@@ -338,10 +338,13 @@ class Report:
 def _fix_lines(fix: Fix, indent: str, width: int) -> list[str]:
     """A fix's commands each whole on a line of its own, never wrapped: pasted as printed, they run.
 
-    Without commands (a person acts first) the text is one line too: it may name a command.
+    Without commands (a person acts first) the text is one line too: it may name a command. The commands
+    to run after the person's step (``Fix.then``) get lines of their own too.
     """
     if not fix:
         return []
+    if fix.then:  # the person's step is prose (wrapped); what to run after it, whole
+        return [*_wrapped(f"{indent}fix: ", fix.step, width), *(f"{indent}  {shown(c)}" for c in fix.then)]
     if not fix.commands:
         return [f"{indent}fix: {shown(fix.text)}"]
     return [f"{indent}fix (run from the project root):", *(f"{indent}  {shown(c)}" for c in fix.commands)]

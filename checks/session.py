@@ -138,6 +138,9 @@ class Checkup:
             fix = Fix.run(fetch_command(asset.fetch_flag, self.imagenet_tar, data_root=root))
         elif asset.fetch_flag and asset.fix.commands:
             fix = Fix.run(fetch_command(asset.fetch_flag, data_root=root, hub_online=online))
+        elif asset.fix.then:
+            flag = f" {shlex.quote(f'--data-root={root}')}" if root else ""
+            fix = Fix.after(asset.fix.step, *(f"{c}{flag}" for c in asset.fix.then))
         else:
             fix = Fix(asset.fix.text + (f" {shlex.quote(f'--data-root={root}')}" if root else ""))
         if asset.kind is AssetKind.DATA and not asset.fetch_fills_in and self.world is not None \

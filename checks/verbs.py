@@ -35,7 +35,7 @@ def outcome(status: Status, problem: str, fix: Fix | str = "", unexpected: bool 
     The plugin adds ``check``: which check this is, the same for each of its parametrizations."""
     fix = fix if isinstance(fix, Fix) else Fix(fix)
     return {"status": str(status), "problem": problem, "fix": fix.text, "fix_commands": list(fix.commands),
-            "unexpected": unexpected, "says_fetch": says_fetch, "findings": [f.as_data() for f in findings]}
+            "fix_then": list(fix.then), "unexpected": unexpected, "says_fetch": says_fetch, "findings": [f.as_data() for f in findings]}
 
 
 class CheckFailed(pytest.fail.Exception):

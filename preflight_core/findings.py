@@ -34,11 +34,25 @@ class Fix:
 
     text: str = ""
     commands: tuple[str, ...] = ()
+    # Commands to run after a person's step (download the tar with an account, then run …): the end of
+    # ``text``, not mechanical (so not ``commands``), but printed whole on lines of their own all the same.
+    then: tuple[str, ...] = ()
 
     @classmethod
     def run(cls, *commands: str) -> Fix:
         """A fix that is just these commands."""
         return cls(" && ".join(commands), tuple(commands))
+
+    @classmethod
+    def after(cls, step: str, *commands: str) -> Fix:
+        """A person's ``step`` (ending in "then run"), then ``commands``; ``text`` says both."""
+        return cls(f"{step} {' && '.join(commands)}", (), tuple(commands))
+
+    @property
+    def step(self) -> str:
+        """``text`` without the ``then`` commands at its end (the person's part)."""
+        tail = " " + " && ".join(self.then)
+        return self.text[:-len(tail)] if self.then and self.text.endswith(tail) else self.text
 
     def __str__(self) -> str:
         return self.text
@@ -50,7 +64,7 @@ class Fix:
         """This fix with ``commands`` first (e.g. ``mv`` a broken tree aside before re-fetching)."""
         lead = " && ".join(commands)
         text = f"{lead}{f' ({why})' if why else ''}, then {self.text}" if self.text else lead
-        return Fix(text, tuple(commands) + self.commands if self.commands else ())
+        return Fix(text, tuple(commands) + self.commands if self.commands else (), self.then)
 
 
 @dataclass(frozen=True)

@@ -264,9 +264,9 @@ ASSETS: dict[str, Asset] = {
             AssetKind.DATA,
             "imagenet_val",
             required_in=ALL_PHASES,
-            fix=Fix(f"download ILSVRC2012_img_val.tar ({IMAGENET_VAL_TAR.size / 2**30:.1f} GiB) from "
-                    "https://image-net.org (account needed), then run "
-                    f"{FETCH} --reorganize-imagenet /path/to/ILSVRC2012_img_val.tar"),
+            fix=Fix.after(f"download ILSVRC2012_img_val.tar ({IMAGENET_VAL_TAR.size / 2**30:.1f} GiB) from "
+                          "https://image-net.org (account needed), then run",
+                          f"{FETCH} --reorganize-imagenet /path/to/ILSVRC2012_img_val.tar"),
             fetch_flag="--reorganize-imagenet",
             fetch_input="imagenet-tar",
             fetch_note="reorganizes a downloaded ILSVRC2012_img_val.tar (or val_blurred.tar.gz) into class folders",

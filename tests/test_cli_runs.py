@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -116,6 +117,24 @@ def test_fix_commands_are_printed_whole_at_every_width(tmp_path):
         printed = [line.strip() for line in table(proc.stdout)]
         for command in commands:
             assert command in printed, (columns, command, proc.stdout[-3000:])
+
+
+def test_a_command_after_a_persons_step_gets_a_line_of_its_own(tmp_path):
+    """No tar yet: the person downloads it first; the command to run then is a line of its own, whole."""
+    root = tmp_path / "a folder with a rather long name for the data" / "raw"
+    root.mkdir(parents=True)
+    out = tmp_path / "r.json"
+    for columns in ("60", "80", "200"):
+        proc = pytest_cli(str(CHECKS), "-p", "no:cacheprovider", "-m", "imagenet and not model", "-k", "present",
+                          f"--data-root={root}", f"--report-json={out}", cwd=PROJECT, env={"COLUMNS": columns})
+        row = next(a for a in json.loads(out.read_text())["assets"] if a["name"] == "imagenet_val")
+        assert row["fix_commands"] == [] and "account needed" in row["fix"]  # a person acts first
+        command = shlex.join(["python", "-m", "fetchers", "--reorganize-imagenet", "/path/to/ILSVRC2012_img_val.tar",
+                              f"--data-root={root}"])
+        assert row["fix"].endswith(command), row["fix"]
+        lines = table(proc.stdout)
+        assert command in [line.strip() for line in lines], (columns, proc.stdout[-3000:])
+        assert all(len(line) <= int(columns) for line in lines if "account needed" in line or "then run" in line)
 
 
 def test_the_table_escapes_what_it_prints(tmp_path):
