@@ -36,6 +36,22 @@ def no_network() -> Iterator[list[str]]:
     assert refused == [], f"traffic outside loopback was attempted: {refused}"
 
 
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A tiny world with its models, in a clean environment (no PREFLIGHT_*, not offline).
+
+    Test modules that need another world (no models, a tar) define their own ``world``, which wins.
+    """
+    from checks.tiny import build_tiny_world
+    from tests.checkrun import clean_environment
+
+    clean_environment(monkeypatch)
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    build_tiny_world(tmp_path / "world")
+    return tmp_path / "world"
+
+
 @pytest.fixture(scope="session")
 def http_server_session() -> Iterator[FakeHTTPServer]:
     with FakeHTTPServer() as server:

@@ -11,19 +11,12 @@ import pytest
 from checks import golden
 from checks.tiny import TINY_CLASSNAMES, TINY_SHAPES, WORLD_FILE, build_tiny_world, tiny_labels
 from preflight_core.imagenet_files import val_name
-from tests.checkrun import clean_environment, run_checks
+from tests.checkrun import run_checks
 
 pytestmark = pytest.mark.torch  # builds or loads models: not in the light run at the floors
 
 GOLDEN = "test_golden.py::test_zero_shot"
 MODELS = ("siglip2_base", "siglip2_so400m", "clip_b32", "clip_l14")
-
-
-@pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    clean_environment(monkeypatch)
-    build_tiny_world(tmp_path / "world")
-    return tmp_path / "world"
 
 
 def edit_facts(world: Path, asset: str, **changes) -> None:

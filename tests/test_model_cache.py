@@ -24,7 +24,7 @@ from preflight_core.hf_cache import cache_report, repo_dir
 from preflight_core.registry import ASSETS, IMAGENET_META_FILES
 from preflight_core.verify_cache import RACY_NS, VerifyCache
 from tests.checkrun import PROJECT, clean_environment, run_checks
-from tests.test_model_identity import serve_tiny_repo
+from tests.test_model_identity import cache_of, serve_tiny_repo
 
 pytestmark = pytest.mark.torch  # builds or loads models: not in the light run at the floors
 
@@ -33,22 +33,9 @@ QUICK = ("-m", "siglip2 and not model")
 XDIST = pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["in-process", "xdist"])
 
 
-@pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    clean_environment(monkeypatch)
-    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        monkeypatch.delenv(var, raising=False)
-    build_tiny_world(tmp_path / "world")
-    return tmp_path / "world"
-
-
-def hf(world: Path) -> Path:
-    return world / "hf" / "hub"
-
-
 def edit_config(world: Path) -> Path:
     """The cached config.json blob edited in place: valid JSON, same name, other values."""
-    blob = (snapshot_dir(hf(world), SIGLIP_B) / "config.json").resolve()
+    blob = (snapshot_dir(cache_of(world), SIGLIP_B) / "config.json").resolve()
     blob.write_bytes(blob.read_bytes().replace(b'"hidden_size": 32', b'"hidden_size": 31'))
     json.loads(blob.read_bytes())
     return blob
@@ -94,7 +81,7 @@ def test_the_printed_fix_repairs_an_edited_config_and_names_it(pytester, world, 
     row = row_of(run_checks(pytester, *QUICK, world=world), "siglip2_base")
     assert row["fix_commands"] == [ASSETS["siglip2_base"].fix.commands[-1]]
     # The printed command is `python -m fetchers --siglip2`: the same fetch, with the tiny world's pins.
-    result = fetch_hf_model(load_tiny_world(world).facts_for("siglip2_base"), cache_dir=hf(world))
+    result = fetch_hf_model(load_tiny_world(world).facts_for("siglip2_base"), cache_dir=cache_of(world))
     assert any(n.startswith("replaced config.json") for n in result.notes)
     assert f"{SIGLIP_B}: replaced config.json" in capsys.readouterr().out
     again = run_checks(pytester, *QUICK, world=world)
@@ -107,19 +94,19 @@ def test_small_files_are_hashed_once_then_vouched_for_by_the_verify_cache(world,
     from preflight_core import hf_cache
 
     facts = load_tiny_world(world).facts_for("siglip2_base")
-    snap = snapshot_dir(hf(world), SIGLIP_B)
+    snap = snapshot_dir(cache_of(world), SIGLIP_B)
     old = time.time() - 60
     for link in snap.iterdir():
         os.utime(link.resolve(), (old, old))
     time.sleep(RACY_NS / 1e9 + 0.1)  # the verify cache trusts no identity younger than this (ctime included)
     verified = VerifyCache(tmp_path / "verified")
-    assert cache_report(facts, hf(world), verified).complete
+    assert cache_report(facts, cache_of(world), verified).complete
     hashed: list[str] = []
     real = hf_cache.blob_digest
     monkeypatch.setattr(hf_cache, "blob_digest", lambda blob: hashed.append(blob.name) or real(blob))
-    assert cache_report(facts, hf(world), verified).complete and hashed == []
+    assert cache_report(facts, cache_of(world), verified).complete and hashed == []
     edit_config(world)
-    assert not cache_report(facts, hf(world), verified).complete and len(hashed) == 1
+    assert not cache_report(facts, cache_of(world), verified).complete and len(hashed) == 1
 
 
 # --------------------------------------------------------------------------- fetch outcomes in the row
@@ -128,7 +115,7 @@ def test_small_files_are_hashed_once_then_vouched_for_by_the_verify_cache(world,
 def test_a_refused_fetch_shows_both_digests_in_the_row_under_xdist(pytester, world, hub):
     from checks.tiny_models import etag_for
 
-    snap = snapshot_dir(hf(world), SIGLIP_B)
+    snap = snapshot_dir(cache_of(world), SIGLIP_B)
     files = {p.name: p.read_bytes() for p in snap.iterdir()}
     published = etag_for("model.safetensors", files["model.safetensors"])
     other = bytearray(files["model.safetensors"])
@@ -195,7 +182,7 @@ def nested(depth: int = 1_000_000) -> bytes:
 
 
 def plant(world: Path, name: str, data: bytes) -> None:
-    blob = (snapshot_dir(hf(world), SIGLIP_B) / name).resolve()
+    blob = (snapshot_dir(cache_of(world), SIGLIP_B) / name).resolve()
     blob.write_bytes(data)
 
 
@@ -225,7 +212,7 @@ def test_hostile_json_in_the_cache_is_a_broken_row_naming_the_file(pytester, wor
 
 @pytest.mark.parametrize("content", ["sparse-1GiB", "not-utf8"])
 def test_a_hostile_refs_main_is_judged_without_reading_it_whole(pytester, world, content):
-    ref = repo_dir(hf(world), SIGLIP_B) / "refs" / "main"
+    ref = repo_dir(cache_of(world), SIGLIP_B) / "refs" / "main"
     if content == "sparse-1GiB":
         with open(ref, "r+b") as f:
             f.truncate(1 << 30)

@@ -18,13 +18,6 @@ pytestmark = pytest.mark.torch  # tiny models are written and loaded with torch
 MODELS = "siglip2 or clip or env or gpu"
 
 
-@pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    clean_environment(monkeypatch)
-    build_tiny_world(tmp_path / "world")
-    return tmp_path / "world"
-
-
 def snapshot(world: Path, repo_id: str) -> Path:
     return snapshot_dir(world / "hf" / "hub", repo_id)
 

@@ -32,7 +32,7 @@ from preflight_core.hf_cache import (
     weights_identity,
 )
 from preflight_core.registry import ASSETS
-from tests.checkrun import clean_environment, run_checks
+from tests.checkrun import run_checks
 
 pytestmark = pytest.mark.torch  # tiny models are written and loaded with torch
 
@@ -295,15 +295,6 @@ def test_hf_cache_is_where_huggingface_hub_looks(env: dict, tmp_path: Path, monk
 
 
 # --------------------------------------------------------------------------- through pytest (pytester)
-
-
-@pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    clean_environment(monkeypatch)
-    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        monkeypatch.delenv(var, raising=False)
-    build_tiny_world(tmp_path / "world")
-    return tmp_path / "world"
 
 
 def cache_of(world: Path) -> Path:

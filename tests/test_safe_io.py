@@ -8,12 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from checks.tiny import build_tiny_world
 from checks.tiny_models import snapshot_dir
 from preflight_core.findings import shown
 from preflight_core.hashing import sha256_file
 from preflight_core.safe_io import NotARegularFile, open_regular
-from tests.checkrun import clean_environment
 from tests.test_hostile_trees import run_bounded
 
 SIGLIP_B = "google/siglip2-base-patch16-224"
@@ -49,13 +47,6 @@ def test_open_regular_refuses_special_files_at_once(tmp_path, make):
     assert str(path) in str(e.value) and "not a regular file" in str(e.value)
     with open_regular(Path(__file__)) as f:
         assert f.name == __file__ and f.read(3)
-
-
-@pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    clean_environment(monkeypatch)
-    build_tiny_world(tmp_path / "world")
-    return tmp_path / "world"
 
 
 @pytest.mark.torch
